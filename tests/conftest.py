@@ -1,0 +1,52 @@
+"""Shared fixtures: offline settings, one local Ray cluster for the whole session, and small
+specs on the built-in tiny model and synthetic benchmark."""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real local Ray cluster, started once (each start costs seconds and memory)."""
+    import ray
+
+    from xit_dist.runner import start_ray
+
+    start_ray(None)
+    yield ray
+    ray.shutdown()
+
+
+SMALL_TRAINING = {
+    "epochs": 1,
+    "max_steps": 30,
+    "learning_rate": 1.0e-3,
+    "batch_size": 32,
+    "warmup_ratio": 0.1,
+    "max_seq_length": 64,
+    "log_every_n_steps": 5,
+    "max_train_examples": 1024,
+}
+
+
+def small_spec_tree(output_dir, *, intermediate=("mnli",), target="xnli", deepspeed="zero2", name="t") -> dict:
+    return {
+        "name": name,
+        "seed": 0,
+        "output_dir": str(output_dir),
+        "model": {"name_or_path": "builtin:xlmr-tiny"},
+        "data": {"local_dir": "builtin:demo"},
+        "intermediate": [{"task": task, "training": copy.deepcopy(SMALL_TRAINING)} for task in intermediate],
+        "target": {"task": target, "training": copy.deepcopy(SMALL_TRAINING)},
+        "evaluation": {"split": "test", "languages": ["en", "de", "zh"], "batch_size": 64},
+        "distributed": {"num_workers": 2, "cpus_per_worker": 1, "deepspeed_config": deepspeed},
+        "tracking": {"experiment": "tests"},
+    }

@@ -1,0 +1,132 @@
+"""End to end on a real local Ray cluster with real DeepSpeed engines (CPU, gloo) and a real
+MLflow store: intermediate MNLI -> target XNLI -> zero-shot evaluation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from tests.conftest import small_spec_tree
+from xit_dist.runner import run_experiment
+from xit_dist.spec import validate_tree
+from xit_dist.train.fingerprint import state_dict_fingerprint, tensors_fingerprint
+
+pytestmark = pytest.mark.ray
+
+
+def encoder_fingerprint_of(directory: Path, prefix: str = "") -> str:
+    """Fingerprint of the encoder weights stored in a transformers directory."""
+    state = load_file(str(directory / "model.safetensors"))
+    names = [n for n in state if n.startswith(prefix) and ".pooler." not in f".{n}" and not n.startswith(("lm_head", "classifier"))]
+    return tensors_fingerprint((n[len(prefix):], state[n]) for n in names)
+
+
+@pytest.fixture(scope="module")
+def zero2_run(ray_cluster, tmp_path_factory):
+    out = tmp_path_factory.mktemp("zero2")
+    spec = validate_tree(small_spec_tree(out, deepspeed="zero2", name="zero2"))
+    return spec, run_experiment(spec)
+
+
+def test_loss_goes_down_in_every_phase(zero2_run):
+    _, summary = zero2_run
+    for outcome in summary.phases:
+        losses = [loss for _, loss in outcome.record["losses"]]
+        assert len(losses) >= 5
+        assert outcome.record["zero_stage"] == 2 and outcome.record["world_size"] == 2
+        assert sum(losses[-2:]) / 2 < losses[0] - 0.02, losses
+
+
+def test_target_phase_starts_from_the_intermediate_encoder(zero2_run):
+    _, summary = zero2_run
+    intermediate, target = summary.phases
+    saved_encoder = encoder_fingerprint_of(intermediate.output_dir)
+    assert target.record["init_dir"] == str(intermediate.output_dir)
+    assert target.record["init_encoder_fingerprint"] == saved_encoder
+    # ...and not from the pretrained model, which the intermediate phase changed
+    pretrained = Path(intermediate.record["init_dir"])
+    assert encoder_fingerprint_of(pretrained, prefix="roberta.") != saved_encoder
+    assert intermediate.record["init_encoder_fingerprint"] == encoder_fingerprint_of(pretrained, prefix="roberta.")
+
+
+def test_english_beats_chance_and_metrics_are_complete(zero2_run):
+    _, summary = zero2_run
+    metrics = summary.results.mlflow_metrics()
+    assert set(metrics) == {"xnli.accuracy.en", "xnli.accuracy.de", "xnli.accuracy.zh", "xnli.accuracy.avg", "xnli.transfer_gap"}
+    assert metrics["xnli.accuracy.en"] > 40.0  # 3 balanced classes: chance is 33.3
+    assert metrics["xnli.transfer_gap"] == pytest.approx(
+        metrics["xnli.accuracy.en"] - (metrics["xnli.accuracy.de"] + metrics["xnli.accuracy.zh"]) / 2
+    )
+    assert summary.results.counts == {"en": 200, "de": 200, "zh": 200}
+
+
+def test_mlflow_holds_parent_child_runs_metrics_and_artifacts(zero2_run):
+    from mlflow.tracking import MlflowClient
+
+    spec, summary = zero2_run
+    client = MlflowClient(summary.tracking_uri)
+    parent = client.get_run(summary.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["target.training.learning_rate"] == "0.001"
+    assert parent.data.params["distributed.deepspeed_config"] == "zero2"
+    experiment = parent.info.experiment_id
+    children = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{summary.parent_run_id}'")
+    assert sorted(c.info.run_name for c in children) == ["intermediate:mnli", "target:xnli"]
+    target = next(c for c in children if c.info.run_name == "target:xnli")
+    for run in (parent, target):
+        for lang in ("en", "de", "zh"):
+            assert run.data.metrics[f"xnli.accuracy.{lang}"] == summary.results.per_language[lang]["accuracy"]
+        assert "xnli.transfer_gap" in run.data.metrics
+    for child in children:
+        history = client.get_metric_history(child.info.run_id, "train.loss")
+        assert [m.step for m in history] == [5, 10, 15, 20, 25, 30]
+    parent_artifacts = {a.path for a in client.list_artifacts(summary.parent_run_id)}
+    assert "spec.yaml" in parent_artifacts
+    results = {a.path for a in client.list_artifacts(summary.parent_run_id, "results")}
+    assert results == {"results/xnli_results.json", "results/xnli_results.csv", "results/xnli_accuracy_by_language.png"}
+    assert (summary.run_dir / "spec.yaml").is_file()
+
+
+def test_rerun_reuses_phases_and_runs(zero2_run):
+    from mlflow.tracking import MlflowClient
+
+    spec, first = zero2_run
+    second = run_experiment(spec)
+    assert all(outcome.reused for outcome in second.phases)
+    assert second.results.per_language == first.results.per_language
+    assert second.parent_run_id == first.parent_run_id
+    client = MlflowClient(first.tracking_uri)
+    experiment = client.get_run(first.parent_run_id).info.experiment_id
+    assert len(client.search_runs([experiment])) == 3
+
+
+@pytest.fixture(scope="module")
+def zero3_runs(ray_cluster, tmp_path_factory):
+    """The same one-phase ZeRO-3 spec twice, in separate output directories."""
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path_factory.mktemp(f"zero3{name}")
+        spec = validate_tree(small_spec_tree(out, intermediate=(), deepspeed="zero3", name="zero3"))
+        runs.append(run_experiment(spec))
+    return runs
+
+
+def test_zero3_consolidated_weights_equal_engine_parameters(zero3_runs):
+    (outcome,) = zero3_runs[0].phases
+    record = outcome.record
+    assert record["zero_stage"] == 3
+    saved = encoder_fingerprint_of(outcome.output_dir, prefix="roberta.")
+    assert saved == record["final_engine_fingerprint"]  # computed by the workers from gathered ZeRO-3 partitions
+    assert saved != record["init_encoder_fingerprint"]
+    losses = [loss for _, loss in record["losses"]]
+    assert sum(losses[-2:]) / 2 < losses[0] - 0.02, losses
+
+
+def test_same_spec_and_seed_give_identical_metrics(zero3_runs):
+    first, second = zero3_runs
+    assert first.results.per_language == second.results.per_language
+    assert first.phases[0].record["losses"] == second.phases[0].record["losses"]
+    assert json.loads((first.run_dir / "xnli_results.json").read_text())["per_language"] == first.results.per_language

@@ -1,0 +1,1 @@
+"""Data: loading from the hub or a local mirror, featurisation, the synthetic benchmark."""

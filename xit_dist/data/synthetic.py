@@ -1,0 +1,690 @@
+"""Offline stand-in for MNLI, XNLI and PAWS-X, in the exact Hugging Face hub schemas.
+
+The demo benchmark is a small synthetic "world" so that the whole pipeline runs without
+network access. Every sentence describes facts of the form *subject verb [count] [adjective]
+object [in place]*, drawn from a shared concept lexicon (24 subjects, 20 verbs, 30 objects,
+16 adjectives, 20 places, counts 2-12 written as digits).
+
+Each demo language renders the same concepts with its own surface words, word order
+(e.g. adjective after the noun in es/fr/sw, verb-final in ja, place before the verb in zh),
+function words (negation, conjunction, place marker) and script (Latin; Cyrillic for ru;
+Han/kana for zh/ja, written word-segmented like the
+output of a CJK word segmenter). A per-language fraction ``LANGUAGE_SHARE`` of the
+content concepts keeps the English surface form (loanwords / shared subwords) and digits are
+shared by all languages; everything else is a pseudo-word from the language's own syllables.
+A model trained from scratch on English can therefore transfer zero-shot only through the
+shared surface forms, so accuracy on another language falls towards chance as its share falls:
+that is the number the demo is meant to show, not a claim about real languages.
+
+Labels follow the hub conventions. NLI (MNLI ints 0/1/2, XNLI strings):
+entailment = the hypothesis restates a subset of one premise clause; contradiction = it negates
+that clause or changes a detail the premise states (object, count, adjective, place);
+neutral = it adds a detail the premise does not state or puts a new subject in the clause.
+PAWS-X ("1" = paraphrase): paraphrases swap the clause order or front the place phrase;
+non-paraphrases do the same reordering but also swap a role between the two clauses
+(same bag of words, PAWS-style), replace one word, or flip the negation.
+Classes are balanced; apart from the negation word, sentence lengths do not depend on the label.
+XNLI and PAWS-X validation/test rows are parallel (the same items rendered in every language,
+like the human translations of the originals); PAWS-X train for non-English languages renders
+the first 300 English training items (the hub's machine-translated train sets).
+All text is NFKC-normalised and fully determined by ``seed`` and ``GENERATOR_VERSION``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import shutil
+import tempfile
+import unicodedata
+from collections.abc import Callable
+from pathlib import Path
+
+GENERATOR_VERSION = "1"
+
+DEMO_LANGUAGES: dict[str, tuple[str, ...]] = {
+    "xnli": ("en", "de", "es", "fr", "ru", "sw", "zh"),
+    "pawsx": ("en", "de", "es", "fr", "ja", "zh"),
+}
+
+# Fraction of content concepts a language writes exactly like English.
+LANGUAGE_SHARE: dict[str, float] = {
+    "en": 1.0,
+    "de": 0.6,
+    "es": 0.5,
+    "fr": 0.4,
+    "sw": 0.25,
+    "ru": 0.15,
+    "zh": 0.1,
+    "ja": 0.1,
+}
+
+MNLI_SIZES = {"train": 3000, "validation_matched": 300, "validation_mismatched": 300}
+XNLI_ROWS_PER_LANGUAGE = 200
+PAWSX_SIZES = {"train": 2000, "validation": 200, "test": 200}
+PAWSX_TRANSLATED_TRAIN_ROWS = 300
+MANIFEST_NAME = "MANIFEST.json"
+
+NLI_LABELS = ("entailment", "neutral", "contradiction")  # GLUE ClassLabel order: 0, 1, 2
+
+# English surface forms of the concepts; a clause refers to them by key, e.g. "object:apples".
+_CONCEPTS: dict[str, tuple[str, ...]] = {
+    "subject": (
+        "teacher", "doctor", "farmer", "student", "pilot", "singer", "baker", "driver",
+        "nurse", "lawyer", "painter", "writer", "cook", "soldier", "hunter", "sailor",
+    ),
+    # Verbs and adjectives come in antonym pairs, side by side: (buys, sells), (old, new), ...
+    "verb": ("buys", "sells", "opens", "closes", "finds", "loses", "hides", "shows", "builds", "breaks", "gives", "takes"),
+    "object": (
+        "apples", "books", "chairs", "boxes", "letters", "bottles", "cups", "shoes", "tables", "baskets",
+        "candles", "coins", "keys", "lamps", "maps", "toys",
+    ),
+    "adjective": (
+        "old", "new", "small", "large", "heavy", "light", "cheap", "expensive",
+        "clean", "dirty", "empty", "full", "black", "white", "wet", "dry",
+    ),
+    "place": (
+        "market", "school", "garden", "village", "harbor", "kitchen", "station", "library", "forest",
+        "church", "hospital", "office",
+    ),
+    "adverb": ("today", "yesterday", "again", "quickly", "slowly", "often", "alone", "together", "early", "late"),
+    # Hypernyms of every subject / object: "someone buys things" follows from "teacher buys apples".
+    "someone": ("someone", "somebody", "person", "people"),
+    "something": ("things", "items", "goods", "stuff"),
+    # Negative words standing in for subject / object / adverb / place: "nobody buys apples",
+    # "teacher buys nothing", "teacher never buys apples", "teacher buys apples nowhere".
+    "negative": ("nobody", "nothing", "never", "nowhere"),
+}
+_COUNTS = tuple(str(n) for n in range(2, 10))
+_OPTIONAL_SLOTS = ("count", "adjective", "place")
+_CLAUSE_SLOTS = ("subject", "verb", "object", "count", "adjective", "place", "adverb")
+
+
+def _concepts(category: str) -> list[str]:
+    return [f"{category}:{word}" for word in _CONCEPTS[category]]
+
+
+_NEGATIVE_WORD_SLOTS = {"negative:nobody": "subject", "negative:nothing": "object", "negative:never": "adverb",
+                        "negative:nowhere": "place"}
+
+
+def _slot_of(key: str) -> str:
+    """The clause slot a concept fills (hypernyms and negative words stand in for others)."""
+    category = key.split(":")[0]
+    return _NEGATIVE_WORD_SLOTS.get(key) or {"someone": "subject", "something": "object"}.get(category, category)
+
+
+def _negative_word_for(slot: str) -> str:
+    return next(key for key, key_slot in _NEGATIVE_WORD_SLOTS.items() if key_slot == slot)
+
+
+def _antonym(key: str) -> str:
+    """The opposite verb or adjective ("verb:buys" -> "verb:sells")."""
+    category = key.split(":")[0]
+    words = _concepts(category)
+    return words[words.index(key) ^ 1]
+
+
+def _with_antonyms(values: set[str]) -> set[str]:
+    return values | {_antonym(value) for value in values if value.split(":")[0] in ("verb", "adjective")}
+
+
+# ---------------------------------------------------------------------------------------------
+# Languages: grammar (word order + function words) and lexicon (surface word per concept)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Grammar:
+    """How one language lays out a clause; ``order`` names the slots left to right.
+
+    Slots: S subject, V verb, O object, N count, A adjective, P place phrase, T adverb,
+    NEG (and NEG2 for two-part negation such as French ne ... pas).
+    """
+
+    order: tuple[str, ...]
+    negation: tuple[str, ...]
+    place: str  # "{}" is the place word
+    count: str  # "{}" is the digit
+    conjunction: str
+    comma: str
+    period: str
+    topic: str = ""  # ja topic particle after the subject
+    object_marker: str = ""  # ja accusative particle after the object
+
+
+_GRAMMARS: dict[str, _Grammar] = {
+    "en": _Grammar(("S", "NEG", "V", "N", "A", "O", "P", "T"), ("not",), "in {}", "{}", "and", ",", "."),
+    "de": _Grammar(("S", "V", "T", "NEG", "N", "A", "O", "P"), ("nicht",), "in {}", "{}", "und", ",", "."),
+    "es": _Grammar(("S", "NEG", "V", "N", "O", "A", "P", "T"), ("no",), "en {}", "{}", "y", ",", "."),
+    "fr": _Grammar(("S", "NEG", "V", "NEG2", "N", "O", "A", "P", "T"), ("ne", "pas"), "à {}", "{}", "et", ",", "."),
+    "sw": _Grammar(("S", "NEG", "V", "O", "A", "N", "P", "T"), ("si",), "katika {}", "{}", "na", ",", "."),
+    "ru": _Grammar(("S", "T", "NEG", "V", "N", "A", "O", "P"), ("не",), "в {}", "{}", "и", ",", "."),
+    "zh": _Grammar(("S", "T", "P", "NEG", "V", "N", "A", "O"), ("不",), "在 {}", "{} 个", "而且", "，", "。"),
+    "ja": _Grammar(
+        ("S", "T", "P", "N", "A", "O", "V", "NEG"), ("ない",), "{} で", "{} つの", "そして", "、", "。",
+        topic="は", object_marker="を",
+    ),
+}
+
+_LATIN_SYLLABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
+    # (onsets, nuclei, codas)
+    "de": (
+        ("b", "d", "f", "g", "h", "k", "l", "m", "n", "r", "s", "t", "w", "z", "sch", "st", "pf", "kr", "gr", "br"),
+        ("a", "e", "i", "o", "u", "ei", "au", "ä", "ö", "ü", "ie"),
+        ("", "", "n", "r", "l", "s", "ch", "ck", "t", "nd", "ng"),
+    ),
+    "es": (
+        ("b", "c", "d", "f", "g", "l", "m", "n", "p", "r", "s", "t", "v", "ch", "ll", "ñ", "j"),
+        ("a", "e", "i", "o", "u", "ue", "ia", "ó", "á"),
+        ("", "", "", "n", "s", "r", "l"),
+    ),
+    "fr": (
+        ("b", "c", "d", "f", "g", "j", "l", "m", "n", "p", "r", "s", "t", "v", "ch", "gr", "pl"),
+        ("a", "e", "i", "o", "ou", "eau", "ai", "é", "è", "on", "an", "eu"),
+        ("", "", "", "s", "t", "x", "r"),
+    ),
+    "sw": (
+        ("b", "ch", "d", "f", "g", "h", "j", "k", "l", "m", "n", "ny", "p", "s", "t", "w", "y", "z", "mb", "nd"),
+        ("a", "e", "i", "o", "u"),
+        ("",),
+    ),
+    "ru": (
+        ("б", "в", "г", "д", "ж", "з", "к", "л", "м", "н", "п", "р", "с", "т", "ф", "х", "ч", "ш", "ст", "пр"),
+        ("а", "е", "и", "о", "у", "ы", "я", "ю"),
+        ("", "", "н", "к", "л", "р", "й", "ть"),
+    ),
+}
+_HAN = "山水火木金土日月人口手心目耳足天雨雪风云花草竹石田林森川马牛羊鸟鱼虫米豆茶酒糖盐刀车船门窗床桌灯书笔纸画歌舞光色声江河湖海岛沙泥冰霜雷电星春夏秋冬东西南北左右前后上下中外内高低长短大小多少新旧红黄蓝绿白黑青紫银铜铁玉衣帽鞋袜布丝线针钟表镜碗盘杯瓶壶锅勺筷饭面肉蛋菜果瓜桃李梨枣杏梅兰菊松柏柳杨桥路街村城镇店楼房屋墙院园"
+_HIRAGANA = "あいうえおかきくけこさしすせそたちてとにぬねひふへほまみむめもやゆよらりるれろわ"  # no particles
+_KATAKANA = "アイウエオカキクケコサシスセソタチツテトナニヌネノハヒフヘホマミムメモヤユヨラリルレロワン"
+
+
+def _pseudo_word(language: str, rng: random.Random) -> str:
+    """One made-up word in the language's own script and syllable shapes."""
+    if language == "zh":
+        return "".join(rng.choice(_HAN) for _ in range(rng.choice((1, 2, 2, 2))))
+    if language == "ja":
+        if rng.random() < 0.5:
+            return "".join(rng.choice(_KATAKANA) for _ in range(rng.choice((2, 3, 3))))
+        return rng.choice(_HAN) + "".join(rng.choice(_HIRAGANA) for _ in range(rng.choice((1, 2))))
+    onsets, nuclei, codas = _LATIN_SYLLABLES[language]
+    syllables = rng.choice((2, 2, 3))
+    return "".join(rng.choice(onsets) + rng.choice(nuclei) + rng.choice(codas) for _ in range(syllables))
+
+
+def _build_lexicons(seed: int) -> dict[str, dict[str, str]]:
+    """Map language -> concept key ("object:apples") -> surface word.
+
+    A language shares exactly round(share * n) concepts of every category with English, so
+    the share holds for subjects, verbs, objects, adjectives and places alike. Pseudo-words are
+    unique across all languages (no accidental false friends).
+    """
+    used = {word for words in _CONCEPTS.values() for word in words}
+    for grammar in _GRAMMARS.values():
+        used.update(grammar.negation)
+        used.update((grammar.conjunction, grammar.topic, grammar.object_marker))
+        used.update(grammar.place.replace("{}", " ").split())
+    lexicons: dict[str, dict[str, str]] = {}
+    for language in _GRAMMARS:
+        rng = random.Random(f"xit-synthetic/{seed}/lexicon/{language}")
+        lexicon: dict[str, str] = {}
+        for category, words in _CONCEPTS.items():
+            n_shared = round(LANGUAGE_SHARE[language] * len(words))
+            shared = set(rng.sample(words, n_shared))
+            for word in words:
+                if word in shared:
+                    lexicon[f"{category}:{word}"] = word
+                    continue
+                candidate = _pseudo_word(language, rng)
+                while candidate in used or len(candidate) < 2 and language not in ("zh", "ja"):
+                    candidate = _pseudo_word(language, rng)
+                used.add(candidate)
+                lexicon[f"{category}:{word}"] = candidate
+        lexicons[language] = lexicon
+    return lexicons
+
+
+# ---------------------------------------------------------------------------------------------
+# Language-neutral facts and their rendering
+
+
+@dataclasses.dataclass(frozen=True)
+class _Clause:
+    """One fact. Values are concept keys ("subject:teacher") or digits for ``count``;
+    optional slots set to None are not mentioned."""
+
+    subject: str
+    verb: str
+    object: str
+    count: str | None = None
+    adjective: str | None = None
+    place: str | None = None
+    adverb: str | None = None
+    negated: bool = False
+    place_fronted: bool = False
+
+    def values(self) -> set[str]:
+        return {getattr(self, slot) for slot in _CLAUSE_SLOTS} - {None}
+
+
+class _Renderer:
+    """Turns clauses into surface sentences of one language."""
+
+    def __init__(self, language: str, lexicon: dict[str, str]):
+        self.grammar = _GRAMMARS[language]
+        self.lexicon = lexicon
+
+    def _clause_pieces(self, clause: _Clause) -> list[str]:
+        grammar, word = self.grammar, self.lexicon.get
+        place_phrase = grammar.place.format(word(clause.place)) if clause.place else None
+        if clause.place == "negative:nowhere":
+            place_phrase = word(clause.place)
+        slots = {
+            "S": word(clause.subject) + (grammar.topic and f" {grammar.topic}"),
+            "V": word(clause.verb),
+            "O": word(clause.object) + (grammar.object_marker and f" {grammar.object_marker}"),
+            "N": grammar.count.format(clause.count) if clause.count else None,
+            "A": word(clause.adjective),
+            "P": None if clause.place_fronted else place_phrase,
+            "T": word(clause.adverb),
+            "NEG": grammar.negation[0] if clause.negated else None,
+            "NEG2": grammar.negation[1] if clause.negated and len(grammar.negation) > 1 else None,
+        }
+        pieces = [slots[name] for name in grammar.order if slots[name]]
+        if clause.place_fronted and place_phrase:
+            pieces = [place_phrase + grammar.comma, *pieces]
+        return pieces
+
+    def sentence(self, clauses: list[_Clause]) -> str:
+        pieces: list[str] = []
+        for position, clause in enumerate(clauses):
+            if position:
+                pieces.append(self.grammar.conjunction)
+            pieces.extend(self._clause_pieces(clause))
+        return unicodedata.normalize("NFKC", " ".join(pieces) + self.grammar.period)
+
+
+class _FactSampler:
+    """Draws concept values that avoid a given set, so that changed words are really new."""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+
+    def value(self, slot: str, avoid: set[str]) -> str:
+        pool = _COUNTS if slot == "count" else _concepts(slot)
+        return self.rng.choice([value for value in pool if value not in avoid])
+
+    def full_clause(self, avoid: set[str]) -> _Clause:
+        """A clause with every optional slot filled (callers hide some of them)."""
+        avoid = set(avoid)
+        values = {}
+        for slot in _CLAUSE_SLOTS:
+            values[slot] = self.value(slot, avoid)
+            avoid |= _with_antonyms({values[slot]})
+        return _Clause(**values)
+
+    def show_only(self, clause: _Clause, visible: set[str], **changes) -> _Clause:
+        hidden = {slot: None for slot in (*_OPTIONAL_SLOTS, "adverb") if slot not in visible}
+        return dataclasses.replace(clause, **{**hidden, **changes})
+
+
+def _weighted_choice(rng: random.Random, weights: dict[str, float]) -> str:
+    return rng.choices(list(weights), weights=list(weights.values()))[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# NLI items
+
+
+@dataclasses.dataclass(frozen=True)
+class _NliItem:
+    premise: list[_Clause]
+    hypothesis: _Clause
+    label: str
+
+
+# (number of optional slots the premise states, number the hypothesis states); the same for
+# every label, so sentence length says little about the label.
+_NLI_SLOT_COUNTS = ((1, 0), (1, 1), (2, 0), (2, 1), (2, 2))
+
+# How each label's hypothesis is made from the premise clause it talks about. The lexical
+# cues (generic words, added adverbs, negative words, negation) mimic MNLI's annotation artifacts.
+_ENTAILMENT_KINDS = {"subset": 0.5, "generalise": 0.5}
+_CONTRADICTION_KINDS = {"negate": 0.3, "antonym": 0.25, "change": 0.2, "negative_word": 0.25}
+_NEUTRAL_KINDS = {"add_detail": 0.35, "add_adverb": 0.4, "other_subject": 0.25}
+
+
+def _nli_item(rng: random.Random, label: str, distractor_probability: float) -> _NliItem:
+    sampler = _FactSampler(rng)
+    full = sampler.full_clause(avoid=set())
+    n_premise, n_hypothesis = rng.choice(_NLI_SLOT_COUNTS)
+    kind = _weighted_choice(rng, {"entailment": _ENTAILMENT_KINDS, "contradiction": _CONTRADICTION_KINDS,
+                                  "neutral": _NEUTRAL_KINDS}[label])
+    premise_slots = set(rng.sample(_OPTIONAL_SLOTS, n_premise))
+    opposite_slot = rng.choice(("verb", "adjective"))
+    if kind == "antonym" and opposite_slot == "adjective" and "adjective" not in premise_slots:
+        premise_slots = {"adjective", *rng.sample(sorted(premise_slots), n_premise - 1)}
+    negated = rng.random() < 0.2 and kind != "negative_word"
+    premise_adverb = full.adverb if rng.random() < 0.3 else None
+    target = sampler.show_only(full, premise_slots, negated=negated, adverb=premise_adverb)
+    premise = [target]
+    if rng.random() < distractor_probability:
+        distractor = sampler.full_clause(avoid=_with_antonyms(full.values()))
+        visible = set(rng.sample(_OPTIONAL_SLOTS, rng.choice((1, 2))))
+        adverb = distractor.adverb if rng.random() < 0.3 else None
+        premise.insert(rng.randrange(2), sampler.show_only(distractor, visible, negated=rng.random() < 0.2, adverb=adverb))
+    premise_values = set().union(*(clause.values() for clause in premise))
+    kept_adverb = premise_adverb if rng.random() < 0.5 else None
+
+    def stated(size: int, must_include: str | None = None) -> set[str]:
+        """``size`` optional slots the premise states (including ``must_include``)."""
+        others = sorted(premise_slots - {must_include})
+        chosen = set(rng.sample(others, size - (must_include is not None)))
+        return chosen | ({must_include} if must_include else set())
+
+    hypothesis_of = lambda visible, **changes: sampler.show_only(  # noqa: E731
+        full, visible, **{"negated": negated, "adverb": kept_adverb, **changes}
+    )
+    if kind == "subset":
+        hypothesis = hypothesis_of(stated(n_hypothesis))
+    elif kind == "generalise":
+        slot = rng.choice(("subject", "object"))
+        generic = sampler.value("someone" if slot == "subject" else "something", set())
+        hypothesis = hypothesis_of(stated(n_hypothesis), **{slot: generic})
+    elif kind == "negate":
+        hypothesis = hypothesis_of(stated(n_hypothesis), negated=not negated)
+    elif kind == "antonym" and opposite_slot == "verb":
+        hypothesis = hypothesis_of(stated(n_hypothesis), verb=_antonym(full.verb))
+    elif kind == "antonym":
+        visible = stated(max(n_hypothesis, 1), must_include="adjective")
+        hypothesis = hypothesis_of(visible, adjective=_antonym(full.adjective))
+    elif kind == "change":
+        visible = stated(n_hypothesis)
+        slot = rng.choice(["object", *sorted(visible - {"adjective"})])
+        hypothesis = hypothesis_of(visible, **{slot: sampler.value(slot, premise_values)})
+    elif kind == "negative_word":
+        slot = rng.choice(("subject", "object", "adverb", "place"))
+        visible = stated(n_hypothesis) - ({"count", "adjective"} if slot == "object" else set())  # "buys nothing"
+        hypothesis = hypothesis_of(visible, **{slot: _negative_word_for(slot)})
+    elif kind == "add_detail" and n_hypothesis:
+        unstated = sorted(set(_OPTIONAL_SLOTS) - premise_slots)
+        hypothesis = hypothesis_of(stated(n_hypothesis - 1) | {rng.choice(unstated)})
+    elif kind in ("add_detail", "add_adverb"):
+        hypothesis = hypothesis_of(stated(n_hypothesis), adverb=sampler.value("adverb", premise_values))
+    else:  # other_subject: the premise says nothing about what this person does
+        hypothesis = hypothesis_of(stated(n_hypothesis), subject=sampler.value("subject", premise_values))
+    return _NliItem(premise, hypothesis, label)
+
+
+def _balanced_labels(rng: random.Random, labels: tuple[str, ...], n: int) -> list[str]:
+    sequence = [labels[i % len(labels)] for i in range(n)]
+    rng.shuffle(sequence)
+    return sequence
+
+
+def _nli_items(seed: int, stream: str, n: int, distractor_probability: float) -> list[_NliItem]:
+    rng = random.Random(f"xit-synthetic/{seed}/nli/{stream}")
+    return [_nli_item(rng, label, distractor_probability) for label in _balanced_labels(rng, NLI_LABELS, n)]
+
+
+# ---------------------------------------------------------------------------------------------
+# PAWS items
+
+
+@dataclasses.dataclass(frozen=True)
+class _PawsItem:
+    sentence1: list[_Clause]
+    sentence2: list[_Clause]
+    label: str  # "1" paraphrase, "0" not
+
+
+_NON_PARAPHRASE_KINDS = {"negate": 0.3, "negative_word": 0.3, "antonym": 0.2, "swap_roles": 0.1, "replace_word": 0.1}
+
+
+def _reorder(rng: random.Random, clauses: list[_Clause]) -> list[_Clause]:
+    """A meaning-preserving rewrite: swap the clauses and/or move a place phrase to the front."""
+    can_front = [i for i, clause in enumerate(clauses) if clause.place and not clause.place_fronted]
+    swap = rng.random() < 0.7
+    front = bool(can_front) and rng.random() < 0.5
+    if not swap and not front:
+        swap = True
+    clauses = [dataclasses.replace(clause, place_fronted=False) for clause in clauses]
+    if front:
+        index = rng.choice(can_front)
+        clauses[index] = dataclasses.replace(clauses[index], place_fronted=True)
+    return clauses[::-1] if swap else clauses
+
+
+def _swap_roles(rng: random.Random, clauses: list[_Clause]) -> list[_Clause]:
+    """Exchange one slot's values between the two clauses: same words, different meaning."""
+    first, second = clauses
+    slots = [slot for slot in _CLAUSE_SLOTS if getattr(first, slot) and getattr(second, slot) and getattr(first, slot) != getattr(second, slot)]
+    slot = rng.choice(slots)
+    return [
+        dataclasses.replace(first, **{slot: getattr(second, slot)}),
+        dataclasses.replace(second, **{slot: getattr(first, slot)}),
+    ]
+
+
+def _paws_item(rng: random.Random, label: str) -> _PawsItem:
+    sampler = _FactSampler(rng)
+    first = sampler.full_clause(avoid=set())
+    second = sampler.full_clause(avoid=_with_antonyms(first.values()))
+    all_values = _with_antonyms(first.values() | second.values())
+    kind = _weighted_choice(rng, _NON_PARAPHRASE_KINDS) if label == "0" else "paraphrase"
+    sentence1 = []
+    for index, clause in enumerate((first, second)):
+        visible = {slot for slot in (*_OPTIONAL_SLOTS, "adverb") if rng.random() < 0.5}
+        fronted = "place" in visible and rng.random() < 0.15
+        clause = sampler.show_only(clause, visible, negated=rng.random() < 0.15, place_fronted=fronted)
+        if rng.random() < 0.1:  # negative words occur in paraphrases too
+            slot = rng.choice(("subject", "adverb"))
+            clause = dataclasses.replace(clause, **{slot: _negative_word_for(slot)})
+        sentence1.append(clause)
+    facts = list(sentence1)
+    index = rng.randrange(2)
+    if kind == "swap_roles":
+        facts = _swap_roles(rng, facts)
+    elif kind == "negate":
+        facts[index] = dataclasses.replace(facts[index], negated=not facts[index].negated)
+    elif kind == "antonym":
+        slot = "adjective" if facts[index].adjective and rng.random() < 0.5 else "verb"
+        facts[index] = dataclasses.replace(facts[index], **{slot: _antonym(getattr(facts[index], slot))})
+    elif kind == "negative_word":
+        slot = rng.choice([slot for slot in _NEGATIVE_WORD_SLOTS.values() if getattr(facts[index], slot) not in _NEGATIVE_WORD_SLOTS])
+        changes = {"count": None, "adjective": None} if slot == "object" else {}
+        facts[index] = dataclasses.replace(facts[index], **{slot: _negative_word_for(slot), **changes})
+    elif kind == "replace_word":
+        slot = rng.choice([slot for slot in _CLAUSE_SLOTS if getattr(facts[index], slot)])
+        facts[index] = dataclasses.replace(facts[index], **{slot: sampler.value(slot, all_values)})
+    return _PawsItem(sentence1, _reorder(rng, facts), label)
+
+
+def _paws_items(seed: int, stream: str, n: int) -> list[_PawsItem]:
+    rng = random.Random(f"xit-synthetic/{seed}/paws/{stream}")
+    return [_paws_item(rng, label) for label in _balanced_labels(rng, ("0", "1"), n)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+def _mnli_rows(seed: int, renderer: _Renderer) -> dict[str, list[dict]]:
+    distractor_probability = {"train": 0.5, "validation_matched": 0.5, "validation_mismatched": 1.0}
+    rows = {}
+    for split, size in MNLI_SIZES.items():
+        items = _nli_items(seed, f"mnli/{split}", size, distractor_probability[split])
+        rows[split] = [
+            {
+                "premise": renderer.sentence(item.premise),
+                "hypothesis": renderer.sentence([item.hypothesis]),
+                "label": NLI_LABELS.index(item.label),
+                "idx": idx,
+            }
+            for idx, item in enumerate(items)
+        ]
+    return rows
+
+
+def _xnli_rows(seed: int, renderers: dict[str, _Renderer]) -> dict[str, list[dict]]:
+    rows = {}
+    for split in ("validation", "test"):
+        items = _nli_items(seed, f"xnli/{split}", XNLI_ROWS_PER_LANGUAGE, 0.5)
+        rows[split] = [
+            {
+                "sentence1": renderers[language].sentence(item.premise),
+                "sentence2": renderers[language].sentence([item.hypothesis]),
+                "language": language,
+                "gold_label": item.label,
+            }
+            for language in DEMO_LANGUAGES["xnli"]
+            for item in items
+        ]
+    return rows
+
+
+def _pawsx_rows(seed: int, language: str, renderer: _Renderer) -> dict[str, list[dict]]:
+    rows = {}
+    for split, size in PAWSX_SIZES.items():
+        items = _paws_items(seed, f"pawsx/{split}", size)
+        if split == "train" and language != "en":
+            items = items[:PAWSX_TRANSLATED_TRAIN_ROWS]
+        rows[split] = [
+            {
+                "sentence1": renderer.sentence(item.sentence1),
+                "sentence2": renderer.sentence(item.sentence2),
+                "label": item.label,
+            }
+            for item in items
+        ]
+    return rows
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="\n") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _build_benchmark(directory: Path, seed: int) -> dict:
+    lexicons = _build_lexicons(seed)
+    renderers = {language: _Renderer(language, lexicons[language]) for language in _GRAMMARS}
+    files: dict[str, list[dict]] = {}
+    for split, rows in _mnli_rows(seed, renderers["en"]).items():
+        files[f"nyu-mll/glue/mnli/{split}.jsonl"] = rows
+    for split, rows in _xnli_rows(seed, renderers).items():
+        files[f"google/xtreme/XNLI/{split}.jsonl"] = rows
+    for language in DEMO_LANGUAGES["pawsx"]:
+        for split, rows in _pawsx_rows(seed, language, renderers[language]).items():
+            files[f"google/xtreme/PAWS-X.{language}/{split}.jsonl"] = rows
+    for relative_path, rows in files.items():
+        _write_jsonl(directory / relative_path, rows)
+    return {
+        "languages": {task: list(languages) for task, languages in DEMO_LANGUAGES.items()},
+        "language_share": LANGUAGE_SHARE,
+        "rows": {relative_path: len(rows) for relative_path, rows in files.items()},
+    }
+
+
+def write_demo_benchmark(root: Path, *, seed: int = 0) -> Path:
+    """Write the demo benchmark under ``root/{hub_id}/{config}/{split}.jsonl`` and return ``root``.
+
+    Idempotent and atomic (see ``publish_once``): a finished build for the same generator version
+    and seed is reused as is, so repeated or concurrent calls are cheap and safe.
+    """
+    identity = {"generator": "xit_dist.data.synthetic", "generator_version": GENERATOR_VERSION, "seed": seed}
+    return publish_once(Path(root), marker=MANIFEST_NAME, identity=identity, build=lambda d: _build_benchmark(d, seed))
+
+
+def demo_corpus(seed: int = 0) -> list[str]:
+    """Raw sentences in every demo language, for training the built-in tokenizer.
+
+    Drawn from the same lexicon as the benchmark (but an independent sample of facts), and every
+    surface word appears, so the tokenizer never needs <unk> on the demo data. Each language also
+    gets comma-separated word lists (like glossaries in a web crawl): the `tokenizers` Unigram
+    trainer only proposes a whole word as a piece if it occurs in two distinct pre-tokenized forms
+    (e.g. "teacher" and "teacher,"), and without them most words would be split into fragments.
+    """
+    lexicons = _build_lexicons(seed)
+    rng = random.Random(f"xit-synthetic/{seed}/corpus")
+    sampler = _FactSampler(rng)
+    corpus = []
+    for language in _GRAMMARS:
+        sentences = []
+        renderer = _Renderer(language, lexicons[language])
+        for _ in range(2):  # every concept at least twice, in a natural slot
+            for category in _CONCEPTS:
+                for key in _concepts(category):
+                    clause = sampler.full_clause(avoid={key})
+                    sentences.append(renderer.sentence([dataclasses.replace(clause, **{_slot_of(key): key})]))
+        for _ in range(800):
+            clauses = []
+            for _ in range(rng.choice((1, 2))):
+                visible = {slot for slot in _OPTIONAL_SLOTS if rng.random() < 0.5}
+                clause = sampler.show_only(sampler.full_clause(avoid=set()), visible, negated=rng.random() < 0.25)
+                clauses.append(dataclasses.replace(clause, place_fronted=bool(clause.place) and rng.random() < 0.2))
+            sentences.append(renderer.sentence(clauses))
+        words = sorted({word.rstrip(".,。、") for sentence in sentences for word in sentence.split()} - {""})
+        for _ in range(2):
+            rng.shuffle(words)
+            for start in range(0, len(words), 8):
+                sentences.append(unicodedata.normalize("NFKC", ", ".join(words[start : start + 8]) + "."))
+        corpus.extend(sentences)
+    return corpus
+
+
+# ---------------------------------------------------------------------------------------------
+# Build-once directories (shared with xit_dist.model_assets)
+
+
+def _read_marker(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _holds_build(root: Path, marker: str, identity: dict) -> bool:
+    content = _read_marker(root / marker)
+    return isinstance(content, dict) and all(content.get(key) == value for key, value in identity.items())
+
+
+def publish_once(root: Path, *, marker: str, identity: dict, build: Callable[[Path], dict | None]) -> Path:
+    """Make ``root`` hold the output of ``build``, building at most when it is missing or stale.
+
+    Why: demo assets are shared by tests, CLI runs and parallel workers. ``build`` fills a fresh
+    temporary directory beside ``root``; the marker file (``identity`` plus whatever ``build``
+    returns) is written last, and the directory is renamed into place, so ``root`` is either
+    absent or complete. If another process publishes first, its (identical) result is kept. A
+    stale build of ours (marker present, different identity) is replaced; any other non-empty
+    directory is left alone and raises ``FileExistsError``.
+    """
+    root = Path(root)
+    if _holds_build(root, marker, identity):
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.building-", dir=root.parent))
+    try:
+        extra = build(staging) or {}
+        (staging / marker).write_text(json.dumps({**identity, **extra}, indent=2, ensure_ascii=False) + "\n", "utf-8")
+        for _ in range(5):
+            try:
+                os.rename(staging, root)  # atomic; replaces root only if root is an empty directory
+                return root
+            except OSError:
+                if _holds_build(root, marker, identity):
+                    return root  # a concurrent caller won the race
+                if root.exists() and not (root / marker).exists():
+                    raise FileExistsError(f"{root} exists and is not a build of ours; refusing to replace it")
+                retired = Path(tempfile.mkdtemp(prefix=f".{root.name}.stale-", dir=root.parent))
+                try:
+                    os.rename(root, retired / "old")
+                except FileNotFoundError:
+                    pass  # someone else moved it; retry the publish
+                shutil.rmtree(retired, ignore_errors=True)
+        raise RuntimeError(f"could not publish {root} after repeated concurrent replacement")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Evaluation: official metrics, zero-shot evaluation per language, result tables."""

@@ -1,0 +1,105 @@
+"""Per-language results: MLflow metric keys (``{task}.{metric}.{lang}``, ``.avg``,
+``{task}.transfer_gap``), the console table, and the CSV / JSON / bar-chart artifacts."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from xit_dist.evaluate.metrics import language_average, transfer_gap
+
+SOURCE_LANGUAGE = "en"
+
+
+@dataclass
+class TaskResults:
+    task: str
+    split: str
+    per_language: dict[str, dict[str, float]]  # lang -> metric -> score
+    counts: dict[str, int]
+
+    @property
+    def metric_names(self) -> list[str]:
+        first = next(iter(self.per_language.values()))
+        return list(first)
+
+    @property
+    def primary_metric(self) -> str:
+        return self.metric_names[0]
+
+    def column(self, metric: str) -> dict[str, float]:
+        return {lang: scores[metric] for lang, scores in self.per_language.items()}
+
+    def gap(self) -> float | None:
+        scores = self.column(self.primary_metric)
+        if SOURCE_LANGUAGE not in scores or len(scores) < 2:
+            return None
+        return transfer_gap(scores, SOURCE_LANGUAGE)
+
+    def mlflow_metrics(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for metric in self.metric_names:
+            column = self.column(metric)
+            out.update({f"{self.task}.{metric}.{lang}": value for lang, value in column.items()})
+            out[f"{self.task}.{metric}.avg"] = language_average(column)
+        gap = self.gap()
+        if gap is not None:
+            out[f"{self.task}.transfer_gap"] = gap
+        return out
+
+    def table(self) -> str:
+        """The per-language table printed at the end of a run."""
+        metrics = self.metric_names
+        header = f"{'language':<10}{'examples':>10}" + "".join(f"{m:>14}" for m in metrics)
+        lines = [f"{self.task} ({self.split}), zero-shot from English", header, "-" * len(header)]
+        for lang, scores in self.per_language.items():
+            lines.append(f"{lang:<10}{self.counts[lang]:>10}" + "".join(f"{scores[m]:>14.2f}" for m in metrics))
+        lines.append("-" * len(header))
+        lines.append(f"{'avg':<10}{'':>10}" + "".join(f"{language_average(self.column(m)):>14.2f}" for m in metrics))
+        gap = self.gap()
+        if gap is not None:
+            lines.append(f"transfer gap ({SOURCE_LANGUAGE} minus mean of others, {self.primary_metric}): {gap:.2f}")
+        return "\n".join(lines)
+
+    def write(self, directory: Path) -> list[Path]:
+        """results.json, results.csv and a bar chart; returns the paths."""
+        directory.mkdir(parents=True, exist_ok=True)
+        as_json = directory / f"{self.task}_results.json"
+        as_json.write_text(
+            json.dumps(
+                {"task": self.task, "split": self.split, "per_language": self.per_language, "counts": self.counts,
+                 "summary": self.mlflow_metrics()},
+                indent=2,
+            )
+        )
+        as_csv = directory / f"{self.task}_results.csv"
+        with as_csv.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["language", "examples", *self.metric_names])
+            for lang, scores in self.per_language.items():
+                writer.writerow([lang, self.counts[lang], *(f"{scores[m]:.4f}" for m in self.metric_names)])
+        return [as_json, as_csv, self.bar_chart(directory / f"{self.task}_{self.primary_metric}_by_language.png")]
+
+    def bar_chart(self, path: Path) -> Path:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        column = self.column(self.primary_metric)
+        langs = list(column)
+        colors = ["#d62728" if lang == SOURCE_LANGUAGE else "#1f77b4" for lang in langs]
+        fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(langs) + 1.5), 3.2))
+        bars = ax.bar(langs, [column[lang] for lang in langs], color=colors)
+        ax.bar_label(bars, fmt="%.1f", fontsize=8)
+        ax.axhline(language_average(column), color="gray", linestyle="--", linewidth=1, label="average")
+        ax.set_ylabel(f"{self.primary_metric} (%)")
+        ax.set_ylim(0, 100)
+        ax.set_title(f"{self.task} {self.split}: zero-shot {self.primary_metric} by language (red: English)")
+        ax.legend(loc="lower right", fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return path

@@ -1,0 +1,161 @@
+"""Zero-shot evaluation in every language of the target task, sharded across the workers.
+
+Each worker predicts its shard of each language (rows rank, rank+W, ...) in length-sorted
+batches; predictions are gathered on rank 0, which scores them. Under ZeRO-3 a forward pass is
+a collective, so every rank runs the same number of batches: ranks with fewer rows repeat a
+batch and discard its output, so unequal shards can never hang.
+
+It runs in two places with the same code: at the end of the target phase on the live engine
+(no extra worker group), and as its own worker group on a saved model (re-evaluating a
+reused phase with other settings).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import torch
+
+from xit_dist.train.jobs import EvalJob
+
+RESULTS_FILE = "results.json"
+
+
+def evaluation_key(job: EvalJob) -> str:
+    """Identifies an evaluation's settings (not where the model is or how many CPUs it gets)."""
+    settings = job.model_dump(exclude={"model_dir", "cpus_per_worker", "phase_id"})
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def shard_indices(num_rows: int, rank: int, world_size: int) -> list[int]:
+    return list(range(rank, num_rows, world_size))
+
+
+def length_sorted_batches(lengths: list[int], indices: list[int], batch_size: int) -> list[list[int]]:
+    """Batches of rows of similar length: little padding, same predictions."""
+    ordered = sorted(indices, key=lambda i: (lengths[i], i))
+    return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+
+
+def equal_batch_count(batches: list[list[int]], device) -> int:
+    """The largest number of batches any rank has (one small all-reduce)."""
+    count = torch.tensor([len(batches)], device=device)
+    if torch.distributed.is_initialized():
+        torch.distributed.all_reduce(count, op=torch.distributed.ReduceOp.MAX)
+    return int(count.item())
+
+
+@torch.no_grad()
+def predict_shard(model, features, indices: list[int], job: EvalJob, tokenizer, predictions_of, device) -> dict[int, Any]:
+    from transformers import DataCollatorWithPadding
+
+    collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
+    lengths = [len(ids) for ids in features["input_ids"]]
+    batches = length_sorted_batches(lengths, indices, job.batch_size)
+    padded_total = equal_batch_count(batches, device)
+    filler = batches[0] if batches else [0]  # any real row keeps the forward pass valid
+    out: dict[int, Any] = {}
+    for step in range(padded_total):
+        batch_indices = batches[step] if step < len(batches) else filler
+        rows = [{k: features[i][k] for k in ("input_ids", "attention_mask")} for i in batch_indices]
+        batch = {k: v.to(device) for k, v in collate(rows).items()}
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=job.bf16):
+            logits = model(**batch).logits.float()
+        if step < len(batches):
+            out.update(zip(batch_indices, predictions_of(logits)))
+    return out
+
+
+def gather_to_rank0(local: dict[int, Any], world_size: int) -> dict[int, Any]:
+    if world_size == 1 or not torch.distributed.is_initialized():
+        return local
+    gathered: list[dict[int, Any]] = [{} for _ in range(world_size)]
+    torch.distributed.all_gather_object(gathered, local)
+    merged: dict[int, Any] = {}
+    for part in gathered:
+        merged.update(part)
+    return merged
+
+
+def evaluate_languages(model, tokenizer, job: EvalJob, rank: int, world_size: int, device) -> dict[str, Any]:
+    """Every rank calls this; rank 0 returns ``{"results": {lang: {metric: score}}, "counts": ...}``."""
+    from xit_dist.data.features import task_features
+    from xit_dist.tasks import get_task
+    from xit_dist.tasks.formats import get_format
+
+    task = get_task(job.task)
+    fmt = get_format(task.format)
+    was_training = model.training
+    model.eval()
+    results: dict[str, dict[str, float]] = {}
+    counts: dict[str, int] = {}
+    for lang in job.languages:
+        source = task.eval_source(job.split, lang)
+        features = task_features(
+            task, source, tokenizer, job.max_seq_length, job.data_dir, job.data_revision, limit=job.max_examples_per_language
+        )
+        mine = shard_indices(len(features), rank, world_size)
+        merged = gather_to_rank0(predict_shard(model, features, mine, job, tokenizer, fmt.predictions, device), world_size)
+        if rank == 0:
+            ordered = [merged[i] for i in range(len(features))]
+            results[lang] = fmt.score(list(features["labels"]), ordered)
+            counts[lang] = len(features)
+            print(f"[{job.phase_id}] {task.name} {lang}: " + ", ".join(f"{k} {v:.2f}" for k, v in results[lang].items()), flush=True)
+    model.train(was_training)
+    return {"key": evaluation_key(job), "results": results, "counts": counts}
+
+
+def evaluate_worker(config: dict[str, Any]) -> None:
+    """Entry point of a stand-alone evaluation worker group, on a saved model."""
+    import tempfile
+    from pathlib import Path
+
+    import ray.train
+    from transformers import AutoTokenizer
+
+    from xit_dist.logs import quiet_third_party
+    from xit_dist.tasks import get_task
+    from xit_dist.tasks.formats import get_format
+    from xit_dist.train.worker import configure_threads
+
+    quiet_third_party()
+    job = EvalJob.model_validate(config)
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+    configure_threads(job.cpus_per_worker)
+    device = ray.train.torch.get_device()
+    tokenizer = AutoTokenizer.from_pretrained(job.model_dir)
+    model = get_format(get_task(job.task).format).model_class().from_pretrained(job.model_dir).to(device)
+    evaluation = evaluate_languages(model, tokenizer, job, rank, world_size, device)
+    # Ray keeps only checkpointed metrics in a run's result: rank 0 returns the scores as a
+    # small checkpoint; every rank must call report.
+    if rank != 0:
+        ray.train.report({})
+        return
+    with tempfile.TemporaryDirectory(prefix="xit-eval-") as tmp:
+        Path(tmp, RESULTS_FILE).write_text(json.dumps(evaluation))
+        ray.train.report({"languages": len(evaluation["results"])}, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+
+def run_evaluation(job: EvalJob, num_workers: int, use_gpu: bool, storage_path: str, run_name: str) -> dict[str, Any]:
+    from pathlib import Path
+
+    from ray.train import LoggingConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    trainer = TorchTrainer(
+        evaluate_worker,
+        train_loop_config=job.model_dump(),
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ScalingConfig(
+            num_workers=num_workers,
+            use_gpu=use_gpu,
+            resources_per_worker={"CPU": job.cpus_per_worker, **({"GPU": 1} if use_gpu else {})},
+        ),
+        run_config=RunConfig(name=run_name, storage_path=storage_path, logging_config=LoggingConfig(log_level="WARNING")),
+    )
+    result = trainer.fit()
+    with result.checkpoint.as_directory() as directory:
+        return json.loads(Path(directory, RESULTS_FILE).read_text())

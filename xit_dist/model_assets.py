@@ -1,0 +1,125 @@
+"""Built-in tiny XLM-R checkpoints, so the pipeline runs offline without the hub.
+
+``build_builtin_model`` writes a directory laid out like a hub XLM-R checkpoint (tokenizer files,
+``config.json``, ``model.safetensors``) that ``AutoTokenizer``/``AutoConfig``/``AutoModelFor*``
+load with ``from_pretrained``. The tokenizer is a SentencePiece-style Unigram model trained on
+``xit_dist.data.synthetic.demo_corpus``; the weights are randomly initialised (no pretraining), so
+any cross-lingual transfer it shows comes only from surface forms the languages share.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from xit_dist.data.synthetic import demo_corpus, publish_once
+
+ASSETS_VERSION = "1"
+MARKER_NAME = "xit_builtin_model.json"
+TOKENIZER_VOCAB_SIZE = 3000
+
+SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>")  # ids 0..3, as in XLM-R; <mask> is the last id
+MASK_TOKEN = "<mask>"
+
+TINY_CONFIGS: dict[str, dict] = {
+    "xlmr-tiny": dict(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, max_position_embeddings=258
+    ),
+    "xlmr-small": dict(
+        hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024, max_position_embeddings=514
+    ),
+}
+
+
+def train_tokenizer(sentences: list[str], vocab_size: int = TOKENIZER_VOCAB_SIZE):
+    """A ``tokenizers.Tokenizer`` with XLM-R's layout: Unigram, ▁-prefixed pieces, <s> A </s></s> B </s>.
+
+    The pipeline (no normalizer beyond NFKC, whitespace split then Metaspace) is the one
+    transformers' XLMRobertaTokenizer rebuilds when it reloads the saved vocabulary, so the
+    tokenizer segments text identically before and after ``save_pretrained``.
+    """
+    from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers.models import Unigram
+    from tokenizers.trainers import UnigramTrainer
+
+    def with_pipeline(model) -> Tokenizer:
+        tokenizer = Tokenizer(model)
+        tokenizer.normalizer = normalizers.NFKC()
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")]
+        )
+        tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+        return tokenizer
+
+    draft = with_pipeline(Unigram())
+    trainer = UnigramTrainer(
+        vocab_size=vocab_size - 1,  # room for <mask>
+        special_tokens=list(SPECIAL_TOKENS),
+        unk_token="<unk>",
+        shrinking_factor=0.75,
+        max_piece_length=16,
+        n_sub_iterations=2,
+    )
+    draft.train_from_iterator(sentences, trainer=trainer)
+
+    # Re-create the model with <mask> appended to the piece list (XLM-R keeps it last in the
+    # vocabulary, not as an out-of-vocabulary added token).
+    pieces = [tuple(piece) for piece in json.loads(draft.to_str())["model"]["vocab"]]
+    unk_id = SPECIAL_TOKENS.index("<unk>")
+    tokenizer = with_pipeline(Unigram(pieces + [(MASK_TOKEN, 0.0)], unk_id=unk_id, byte_fallback=False))
+    tokenizer.add_special_tokens(
+        [AddedToken(token, special=True) for token in SPECIAL_TOKENS]
+        + [AddedToken(MASK_TOKEN, lstrip=True, special=True)]
+    )
+    bos_id, eos_id = tokenizer.token_to_id("<s>"), tokenizer.token_to_id("</s>")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", bos_id), ("</s>", eos_id)],
+    )
+    return tokenizer
+
+
+def _build(name: str, directory: Path, seed: int) -> dict:
+    import torch
+    from tokenizers import AddedToken
+    from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM, XLMRobertaTokenizerFast
+
+    backend = train_tokenizer(demo_corpus(seed))
+    tokenizer = XLMRobertaTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token=AddedToken(MASK_TOKEN, lstrip=True, special=True),
+        model_max_length=TINY_CONFIGS[name]["max_position_embeddings"] - 2,
+    )
+    tokenizer.save_pretrained(directory)
+
+    config = XLMRobertaConfig(
+        vocab_size=len(tokenizer),
+        type_vocab_size=1,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **TINY_CONFIGS[name],
+    )
+    torch.manual_seed(seed)
+    model = XLMRobertaForMaskedLM(config)
+    model.save_pretrained(directory, safe_serialization=True)
+    return {"vocab_size": len(tokenizer), "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def build_builtin_model(name: str, out_dir: Path, *, seed: int = 0) -> Path:
+    """Write the built-in checkpoint ``name`` into ``out_dir`` (once) and return ``out_dir``.
+
+    Idempotent and atomic: a finished build for the same name, seed and assets version is reused,
+    and concurrent callers never see a half-written directory (see ``publish_once``).
+    """
+    if name not in TINY_CONFIGS:
+        raise ValueError(f"unknown built-in model {name!r}; known: {', '.join(sorted(TINY_CONFIGS))}")
+    identity = {"builtin_model": name, "assets_version": ASSETS_VERSION, "seed": seed}
+    return publish_once(Path(out_dir), marker=MARKER_NAME, identity=identity, build=lambda d: _build(name, d, seed))

@@ -1,0 +1,29 @@
+"""PAWS-X (XTREME): adversarial paraphrase identification in 7 languages (configs
+``PAWS-X.<lang>``). Training uses ``PAWS-X.en`` only: the other languages' train splits are
+machine translations, which would break the zero-shot setting."""
+
+from xit_dist.tasks import register
+from xit_dist.tasks.base import DataSource, PairColumns, Task
+
+PAWSX_LANGUAGES = ("de", "en", "es", "fr", "ja", "ko", "zh")
+PAWSX_LABELS = ("not_paraphrase", "paraphrase")
+PAWSX_SCHEMA = {"sentence1": "string", "sentence2": "string", "label": "string"}
+PAWSX_COLUMNS = PairColumns(text_a="sentence1", text_b="sentence2", label="label", label_values=("0", "1"))
+
+
+def _source(split: str, lang: str) -> DataSource:
+    return DataSource("google/xtreme", f"PAWS-X.{lang}", split, PAWSX_COLUMNS, PAWSX_SCHEMA)
+
+
+PAWSX = register(
+    Task(
+        name="pawsx",
+        format="pair_classification",
+        description="Paraphrase Adversaries from Word Scrambling, cross-lingual (google/xtreme, PAWS-X.<lang>).",
+        label_names=PAWSX_LABELS,
+        languages=PAWSX_LANGUAGES,
+        train=_source("train", "en"),
+        dev=_source("validation", "en"),
+        eval_source=_source,
+    )
+)

@@ -1,0 +1,107 @@
+"""MLflow: one parent run per experiment run, one nested child run per phase.
+
+Runs are found again by tags (``xit.spec_fingerprint`` on the parent, ``xit.phase_hash`` on a
+child), so rerunning an interrupted spec continues the same runs instead of duplicating them.
+Only the driver and rank 0 of a phase write.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from xit_dist.errors import XitError
+
+PARENT_TAG = "mlflow.parentRunId"
+SPEC_TAG = "xit.spec_fingerprint"
+PHASE_TAG = "xit.phase_hash"
+MAX_PARAM_LENGTH = 6000
+PARAMS_PER_BATCH = 100
+METRICS_PER_BATCH = 1000
+
+
+def resolve_tracking_uri(configured: str | None, output_dir: Path) -> str:
+    """The spec's ``tracking.uri``, else ``MLFLOW_TRACKING_URI``, else sqlite under output_dir."""
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI")
+    return uri or f"sqlite:///{(output_dir / 'mlflow.db').resolve()}"
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
+    """Nested spec -> ``{"target.training.learning_rate": "1e-05", ...}`` for MLflow params."""
+    if isinstance(tree, dict):
+        return {k: v for key, value in tree.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
+    if isinstance(tree, list) and tree and all(isinstance(v, dict) for v in tree):
+        return {k: v for i, value in enumerate(tree) for k, v in flatten(value, f"{prefix}{i}.").items()}
+    return {prefix.rstrip("."): str(tree)[:MAX_PARAM_LENGTH]}
+
+
+class Tracker:
+    def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path | None):
+        from mlflow.tracking import MlflowClient
+
+        self.uri = tracking_uri
+        self.client = MlflowClient(tracking_uri)
+        try:
+            found = self.client.get_experiment_by_name(experiment)
+            self.experiment_id = (
+                found.experiment_id
+                if found
+                else self.client.create_experiment(
+                    experiment, artifact_location=artifact_root.resolve().as_uri() if artifact_root else None
+                )
+            )
+        except Exception as err:  # connection refused, bad URI, ...
+            raise XitError(f"tracking.uri {tracking_uri}: MLflow is not reachable ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+
+    # ------------------------------------------------------------------ runs
+    def _find(self, filter_string: str) -> str | None:
+        runs = self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=1)
+        return runs[0].info.run_id if runs else None
+
+    def parent_run(self, run_name: str, spec_fingerprint: str) -> str:
+        run_id = self._find(f"tags.`{SPEC_TAG}` = '{spec_fingerprint}'")
+        if run_id is None:
+            run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags={SPEC_TAG: spec_fingerprint}).info.run_id
+        else:
+            self.client.update_run(run_id, status="RUNNING")
+        return run_id
+
+    def child_run(self, parent_id: str, run_name: str, phase_hash: str, tags: dict[str, str]) -> str:
+        run_id = self._find(f"tags.`{PARENT_TAG}` = '{parent_id}' and tags.`{PHASE_TAG}` = '{phase_hash}'")
+        if run_id is None:
+            all_tags = {PARENT_TAG: parent_id, PHASE_TAG: phase_hash, **tags}
+            run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags).info.run_id
+        else:
+            self.client.update_run(run_id, status="RUNNING")
+        return run_id
+
+    def finish(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    # ------------------------------------------------------------------ data
+    def log_params(self, run_id: str, params: dict[str, str]) -> None:
+        from mlflow.entities import Param
+
+        existing = self.client.get_run(run_id).data.params
+        fresh = [Param(k, v) for k, v in params.items() if k not in existing]
+        for i in range(0, len(fresh), PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, params=fresh[i : i + PARAMS_PER_BATCH])
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        entries = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        for i in range(0, len(entries), METRICS_PER_BATCH):
+            self.client.log_batch(run_id, metrics=entries[i : i + METRICS_PER_BATCH])
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, value)
+
+    def log_artifacts(self, run_id: str, paths: list[Path], artifact_path: str | None = None) -> None:
+        for path in paths:
+            self.client.log_artifact(run_id, str(path), artifact_path)

@@ -1,0 +1,1 @@
+"""Training phases: Ray Train TorchTrainer driving DeepSpeed ZeRO engines."""

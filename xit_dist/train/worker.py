@@ -1,0 +1,351 @@
+"""The training loop that runs on every Ray Train worker: build the model, hand it to
+``deepspeed.initialize``, train, and report metrics and DeepSpeed checkpoints to Ray.
+
+Device- and backend-agnostic: the same code runs on CPU/gloo in tests and on GPU/NCCL.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from xit_dist.train.jobs import PhaseJob
+
+CHECKPOINT_TAG = "ds"           # DeepSpeed's tag: files live in <checkpoint>/ds/
+PROGRESS_FILE = "progress.json"  # rank 0's record of where training stood
+
+
+@dataclass
+class BatchGeometry:
+    micro_batch_size: int
+    accumulation_steps: int
+    steps_per_epoch: int
+    total_steps: int
+
+
+def configure_threads(cpus_per_worker: float) -> None:
+    """One intra-op thread per CPU Ray gave this worker: more only oversubscribes the cores."""
+    if not torch.cuda.is_available():
+        torch.set_num_threads(max(1, int(cpus_per_worker)))
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def batch_geometry(training: dict[str, Any], world_size: int, micro_batches_per_epoch: int) -> BatchGeometry:
+    micro = training["micro_batch_size"] or training["batch_size"] // world_size
+    accumulation = training["batch_size"] // (micro * world_size)
+    steps_per_epoch = micro_batches_per_epoch // accumulation
+    if steps_per_epoch < 1:
+        raise ValueError(
+            f"training set too small for one step: {micro_batches_per_epoch} micro batches per worker, "
+            f"{accumulation} per step"
+        )
+    total = math.ceil(training["epochs"] * steps_per_epoch)
+    if training["max_steps"]:
+        total = min(total, training["max_steps"])
+    return BatchGeometry(micro, accumulation, steps_per_epoch, total)
+
+
+def build_train_loader(job: PhaseJob, tokenizer, rank: int, world_size: int):
+    from torch.utils.data import DataLoader, DistributedSampler
+    from transformers import DataCollatorWithPadding
+
+    from xit_dist.data.features import task_features
+    from xit_dist.tasks import get_task
+
+    task = get_task(job.task)
+    features = task_features(
+        task,
+        task.train,
+        tokenizer,
+        job.training["max_seq_length"],
+        job.data_dir,
+        job.data_revision,
+        limit=job.training["max_train_examples"],
+    ).with_format("torch")
+    micro = job.training["micro_batch_size"] or job.training["batch_size"] // world_size
+    sampler = DistributedSampler(features, num_replicas=world_size, rank=rank, shuffle=True, seed=job.seed, drop_last=True)
+    loader = DataLoader(
+        features,
+        batch_size=micro,
+        sampler=sampler,
+        collate_fn=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
+        drop_last=True,
+        pin_memory=torch.cuda.is_available(),
+    )
+    return loader, sampler
+
+
+def build_model(job: PhaseJob, ds_config: dict[str, Any]):
+    """The task's model with the starting encoder and a fresh head. Under ZeRO-3 it is built
+    already partitioned (``HfDeepSpeedConfig`` must stay alive until ``initialize``)."""
+    from xit_dist.tasks import get_task
+    from xit_dist.tasks.formats import get_format
+    from xit_dist.train.ds_config import zero_stage
+
+    task = get_task(job.task)
+    fmt = get_format(task.format)
+    keep_alive = None
+    if zero_stage(ds_config) == 3:
+        from transformers.integrations import HfDeepSpeedConfig
+
+        keep_alive = HfDeepSpeedConfig(ds_config)
+    model = fmt.model_class().from_pretrained(job.init_dir, **fmt.label_config(task))
+    return model, keep_alive
+
+
+def build_optimizer(model, training: dict[str, Any], total_steps: int):
+    """AdamW with no decay on biases and LayerNorm weights, and linear warm-up then decay
+    (the recipe of the paper's jiant scripts)."""
+    from transformers import get_linear_schedule_with_warmup
+
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": training["weight_decay"]},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=training["learning_rate"], eps=training["adam_epsilon"])
+    warmup = int(training["warmup_ratio"] * total_steps)
+    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
+    return optimizer, scheduler
+
+
+def save_and_report(engine, metrics: dict[str, Any], progress: dict[str, Any], rank: int) -> None:
+    """Every rank writes its DeepSpeed shards and RNG state; Ray merges the ranks' directories
+    into one checkpoint in storage."""
+    import ray.train
+
+    with tempfile.TemporaryDirectory(prefix="xit-ckpt-") as tmp:
+        engine.save_checkpoint(tmp, tag=CHECKPOINT_TAG)
+        torch.save(rng_state(), Path(tmp) / f"rng_rank{rank}.pt")
+        if rank == 0:
+            (Path(tmp) / PROGRESS_FILE).write_text(json.dumps(progress, indent=2))
+        ray.train.report(
+            metrics,
+            checkpoint=ray.train.Checkpoint.from_directory(tmp),
+            checkpoint_dir_name=f"step-{progress['global_step']:08d}",
+        )
+
+
+def rng_state() -> dict[str, Any]:
+    import random
+
+    import numpy as np
+
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    import random
+
+    import numpy as np
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def resume_from_checkpoint(engine, rank: int) -> dict[str, Any] | None:
+    """Continue from the last checkpoint Ray holds for this phase (after a worker failure or
+    an interrupted run), restoring model, optimizer, scheduler, data position and RNG."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as directory:
+        engine.load_checkpoint(directory, tag=CHECKPOINT_TAG, load_optimizer_states=True, load_lr_scheduler_states=True)
+        progress = json.loads((Path(directory) / PROGRESS_FILE).read_text())
+        rng_file = Path(directory) / f"rng_rank{rank}.pt"
+        if rng_file.exists():
+            restore_rng_state(torch.load(rng_file, weights_only=False))
+    return progress
+
+
+class MetricsSink:
+    """Rank 0 sends per-step training metrics to the phase's MLflow run, in batches."""
+
+    def __init__(self, job: PhaseJob, rank: int):
+        self.client = None
+        self.run_id = job.mlflow_run_id
+        if rank == 0 and job.tracking_uri and job.mlflow_run_id:
+            from mlflow.tracking import MlflowClient
+
+            self.client = MlflowClient(job.tracking_uri)
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        if self.client is None:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in values.items()])
+
+
+def train_phase_worker(config: dict[str, Any]) -> None:
+    """Entry point of every worker (``TorchTrainer(train_loop_per_worker=...)``)."""
+    from xit_dist.logs import quiet_third_party
+
+    quiet_third_party()  # before deepspeed is imported
+    import deepspeed
+    import ray.train
+    from transformers import AutoConfig, AutoTokenizer
+
+    from xit_dist.train.ds_config import fill_auto, zero_stage
+    from xit_dist.train.fingerprint import module_fingerprint
+
+    started = time.perf_counter()
+    job = PhaseJob.model_validate(config)
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+    configure_threads(job.cpus_per_worker)
+    seed_everything(job.seed)
+    deepspeed.init_distributed(dist_backend=torch.distributed.get_backend())
+
+    tokenizer = AutoTokenizer.from_pretrained(job.tokenizer_dir)
+    loader, sampler = build_train_loader(job, tokenizer, rank, world_size)
+    geometry = batch_geometry(job.training, world_size, len(loader))
+    hidden_size = AutoConfig.from_pretrained(job.init_dir).hidden_size
+    ds_config = fill_auto(
+        job.ds_config,
+        micro_batch_size=geometry.micro_batch_size,
+        gradient_accumulation_steps=geometry.accumulation_steps,
+        world_size=world_size,
+        learning_rate=job.training["learning_rate"],
+        weight_decay=job.training["weight_decay"],
+        adam_epsilon=job.training["adam_epsilon"],
+        max_grad_norm=job.training["max_grad_norm"],
+        bf16=job.bf16,
+        hidden_size=hidden_size,
+    )
+    model, _keep_zero3_config = build_model(job, ds_config)
+    optimizer, scheduler = build_optimizer(model, job.training, geometry.total_steps)
+    engine, _, _, _ = deepspeed.initialize(
+        model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config, dist_init_required=False
+    )
+    init_fingerprint, _, _ = module_fingerprint(engine.module.base_model)
+
+    progress = resume_from_checkpoint(engine, rank) or {
+        "global_step": 0,
+        "init_encoder_fingerprint": init_fingerprint,
+        "losses": [],
+    }
+    if rank == 0:
+        resumed = f", resumed at step {progress['global_step']}" if progress["global_step"] else ""
+        print(
+            f"[{job.phase_id}] ready in {time.perf_counter() - started:.1f}s: {world_size} workers, "
+            f"ZeRO-{zero_stage(ds_config)}, {geometry.total_steps} steps of {geometry.micro_batch_size * geometry.accumulation_steps * world_size}"
+            f"{resumed}",
+            flush=True,
+        )
+    run_loop(job, engine, loader, sampler, geometry, progress, rank, world_size)
+    if job.evaluation is not None:
+        from xit_dist.evaluate.zero_shot import evaluate_languages
+
+        progress["evaluation"] = evaluate_languages(engine.module, tokenizer, job.evaluation, rank, world_size, engine.device)
+
+    final_fingerprint, _, dtype = module_fingerprint(engine.module.base_model)
+    progress.update(
+        final_engine_fingerprint=final_fingerprint,
+        engine_dtype=str(dtype).removeprefix("torch."),
+        zero_stage=zero_stage(ds_config),
+        world_size=world_size,
+        total_steps=geometry.total_steps,
+        finished=True,
+    )
+    save_and_report(engine, {"global_step": progress["global_step"], "finished": 1}, progress, rank)
+
+
+def run_loop(job, engine, loader, sampler, geometry: BatchGeometry, progress: dict, rank: int, world_size: int) -> None:
+    """Optimizer steps until ``total_steps``; a log line and metrics every
+    ``log_every_n_steps``, a checkpoint at each epoch end (or every N steps)."""
+    import ray.train
+
+    training = job.training
+    sink = MetricsSink(job, rank)
+    global_batch = geometry.micro_batch_size * geometry.accumulation_steps * world_size
+    log_every = training["log_every_n_steps"]
+    checkpoint_every = training["checkpoint_every_n_steps"] or geometry.steps_per_epoch
+    step = progress["global_step"]
+    window_loss = torch.zeros((), device=engine.device)
+    window_micro, window_start, window_first_step = 0, time.perf_counter(), step
+    engine.train()
+    while step < geometry.total_steps:
+        epoch = step // geometry.steps_per_epoch
+        sampler.set_epoch(epoch)
+        skip = (step - epoch * geometry.steps_per_epoch) * geometry.accumulation_steps
+        for micro_index, batch in enumerate(loader):
+            if micro_index < skip:
+                continue
+            if micro_index >= geometry.steps_per_epoch * geometry.accumulation_steps:
+                break
+            batch = {k: v.to(engine.device, non_blocking=True) for k, v in batch.items()}
+            loss = engine(**batch).loss
+            engine.backward(loss)
+            engine.step()
+            window_loss += loss.detach().float()
+            window_micro += 1
+            if (micro_index + 1) % geometry.accumulation_steps:
+                continue
+            step += 1
+            progress["global_step"] = step
+            if step % log_every == 0 or step == geometry.total_steps:
+                mean_loss = _mean_across_ranks(window_loss / window_micro)
+                elapsed = time.perf_counter() - window_start
+                metrics = {
+                    "train.loss": mean_loss,
+                    "train.learning_rate": engine.get_lr()[0],
+                    "train.samples_per_sec": (step - window_first_step) * global_batch / max(elapsed, 1e-9),
+                    "train.epoch": step / geometry.steps_per_epoch,
+                }
+                progress["losses"].append([step, mean_loss])
+                if rank == 0:
+                    print(
+                        f"[{job.phase_id}] step {step}/{geometry.total_steps} epoch {metrics['train.epoch']:.2f} "
+                        f"loss {mean_loss:.4f} lr {metrics['train.learning_rate']:.2e} "
+                        f"{metrics['train.samples_per_sec']:.1f} samples/s",
+                        flush=True,
+                    )
+                sink.log(step, metrics)
+                window_loss.zero_()
+                window_micro, window_start, window_first_step = 0, time.perf_counter(), step
+                if step % checkpoint_every and step != geometry.total_steps:
+                    ray.train.report({"global_step": step, **metrics})
+            if step % checkpoint_every == 0 and step != geometry.total_steps:
+                save_and_report(engine, {"global_step": step}, progress, rank)
+            if step >= geometry.total_steps:
+                break
+
+
+def _mean_across_ranks(value: torch.Tensor) -> float:
+    """One host sync per log interval, not per step."""
+    value = value.detach().clone()
+    if torch.distributed.is_initialized():
+        torch.distributed.all_reduce(value)
+        value /= torch.distributed.get_world_size()
+    return float(value.item())
+
