@@ -4,6 +4,10 @@ MLflow store: intermediate MNLI -> target XNLI -> zero-shot evaluation."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -109,7 +113,11 @@ def zero3_runs(ray_cluster, tmp_path_factory):
     runs = []
     for name in ("a", "b"):
         out = tmp_path_factory.mktemp(f"zero3{name}")
-        spec = validate_tree(small_spec_tree(out, intermediate=(), deepspeed="zero3", name="zero3"))
+        tree = small_spec_tree(out, intermediate=(), deepspeed="zero3", name="zero3")
+        # 65 rows over 2 ranks in batches of 32: rank 0 runs 2 batches, rank 1 only 1. Under
+        # ZeRO-3 every forward is a collective, so this hangs unless batch counts are evened out.
+        tree["evaluation"].update(batch_size=32, max_examples_per_language=65)
+        spec = validate_tree(tree)
         runs.append(run_experiment(spec))
     return runs
 
@@ -125,8 +133,50 @@ def test_zero3_consolidated_weights_equal_engine_parameters(zero3_runs):
     assert sum(losses[-2:]) / 2 < losses[0] - 0.02, losses
 
 
+def test_zero3_evaluation_with_unequal_shards_scores_every_row(zero3_runs):
+    assert zero3_runs[0].results.counts == {"en": 65, "de": 65, "zh": 65}
+
+
 def test_same_spec_and_seed_give_identical_metrics(zero3_runs):
     first, second = zero3_runs
     assert first.results.per_language == second.results.per_language
     assert first.phases[0].record["losses"] == second.phases[0].record["losses"]
     assert json.loads((first.run_dir / "xnli_results.json").read_text())["per_language"] == first.results.per_language
+
+
+def kill_a_worker_after_checkpoint(storage: Path, phase_prefix: str, step: int, stop: threading.Event) -> None:
+    """Watch Ray's record of the phase's checkpoints; once the one at ``step`` is registered,
+    SIGKILL one training worker process."""
+    import psutil
+
+    marker = f"step-{step:08d}"
+    while not stop.is_set():
+        for snapshot in storage.glob(f"{phase_prefix}*/checkpoint_manager_snapshot.json"):
+            if marker in snapshot.read_text():
+                workers = [p for p in psutil.process_iter(["name", "cmdline"]) if "RayTrainWorker" in " ".join(p.info["cmdline"] or [])]
+                if workers:
+                    os.kill(workers[0].pid, signal.SIGKILL)
+                    return
+        time.sleep(0.05)
+
+
+def test_killed_phase_resumes_from_its_checkpoint_with_identical_results(zero3_runs, tmp_path):
+    """A worker dies mid-phase (no retries allowed): the run fails. Rerunning the same command
+    resumes from the last checkpoint, not step 0, and ends exactly where an uninterrupted run does."""
+    tree = small_spec_tree(tmp_path, intermediate=(), deepspeed="zero3", name="zero3")
+    tree["evaluation"].update(batch_size=32, max_examples_per_language=65)
+    tree["target"]["training"]["checkpoint_every_n_steps"] = 10  # not in the phase hash
+    spec = validate_tree(tree)
+    stop = threading.Event()
+    killer = threading.Thread(target=kill_a_worker_after_checkpoint, args=(tmp_path / "ray", "xnli-", 10, stop), daemon=True)
+    killer.start()
+    with pytest.raises(Exception):
+        run_experiment(spec)
+    stop.set()
+    resumed = run_experiment(spec)
+    record = resumed.phases[0].record
+    assert record["resumed_from_steps"] and record["resumed_from_steps"][0] >= 10
+    uninterrupted = zero3_runs[0]
+    assert record["losses"] == uninterrupted.phases[0].record["losses"]
+    assert record["final_engine_fingerprint"] == uninterrupted.phases[0].record["final_engine_fingerprint"]
+    assert resumed.results.per_language == uninterrupted.results.per_language

@@ -15,6 +15,7 @@ from xit_dist.evaluate.results import TaskResults
 from xit_dist.plan import Phase, build_plan, phase_dir
 from xit_dist.preflight import ResolvedInputs, preflight
 from xit_dist.spec import ExperimentSpec, dump_spec
+from xit_dist.tasks import get_task
 from xit_dist.tracking import Tracker, flatten, resolve_tracking_uri
 from xit_dist.train.ds_config import load_ds_config, resolve_ds_config
 from xit_dist.train.jobs import EvalJob, PhaseJob
@@ -70,6 +71,7 @@ def phase_job(spec: ExperimentSpec, phase: Phase, init_dir: str, inputs: Resolve
     evaluation = eval_job(spec, phase, inputs) if phase.kind == "target" else None
     return PhaseJob(
         phase_id=phase.id,
+        phase_dir=str(phase_dir(spec, phase)),
         task=phase.task,
         init_dir=init_dir,
         tokenizer_dir=inputs.model_dir,
@@ -124,7 +126,9 @@ def evaluate_target(spec: ExperimentSpec, phase: Phase, outcome: PhaseOutcome, i
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(evaluation, indent=2))
     per_language = {lang: evaluation["results"][lang] for lang in inputs.eval_languages}
-    return TaskResults(phase.task, spec.evaluation.split, per_language, evaluation["counts"])
+    task = get_task(phase.task)
+    chance = 100.0 / task.num_labels if task.metric == "accuracy" else None
+    return TaskResults(phase.task, spec.evaluation.split, per_language, evaluation["counts"], chance)
 
 
 def run_experiment(spec: ExperimentSpec, out: Callable[[str], None] = say) -> RunSummary:

@@ -41,6 +41,11 @@ class TrainingConfig(_Strict):
     max_grad_norm: float = Field(1.0, gt=0)
     max_seq_length: int = Field(256, ge=8)
     max_train_examples: int | None = Field(None, gt=0, description="first N training rows (debugging)")
+    eval_every_n_steps: int | None = Field(
+        None, gt=0, description="validate on English dev every N steps and keep the best weights (paper: 1000)"
+    )
+    eval_examples: int = Field(500, gt=0, description="English dev rows used for validation (paper: 500)")
+    early_stopping_patience: int | None = Field(None, gt=0, description="stop after N validations without gain (paper: 30)")
     log_every_n_steps: int = Field(10, gt=0)
     checkpoint_every_n_steps: int | None = Field(None, gt=0, description="default: once per epoch and at the end")
 

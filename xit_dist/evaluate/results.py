@@ -19,6 +19,7 @@ class TaskResults:
     split: str
     per_language: dict[str, dict[str, float]]  # lang -> metric -> score
     counts: dict[str, int]
+    chance: float | None = None  # the primary metric of a uniform random guess, when meaningful
 
     @property
     def metric_names(self) -> list[str]:
@@ -53,7 +54,8 @@ class TaskResults:
         """The per-language table printed at the end of a run."""
         metrics = self.metric_names
         header = f"{'language':<10}{'examples':>10}" + "".join(f"{m:>14}" for m in metrics)
-        lines = [f"{self.task} ({self.split}), zero-shot from English", header, "-" * len(header)]
+        chance = f"; chance {self.chance:.1f}" if self.chance is not None else ""
+        lines = [f"{self.task} ({self.split}), zero-shot from English{chance}", header, "-" * len(header)]
         for lang, scores in self.per_language.items():
             lines.append(f"{lang:<10}{self.counts[lang]:>10}" + "".join(f"{scores[m]:>14.2f}" for m in metrics))
         lines.append("-" * len(header))
@@ -95,6 +97,8 @@ class TaskResults:
         bars = ax.bar(langs, [column[lang] for lang in langs], color=colors)
         ax.bar_label(bars, fmt="%.1f", fontsize=8)
         ax.axhline(language_average(column), color="gray", linestyle="--", linewidth=1, label="average")
+        if self.chance is not None:
+            ax.axhline(self.chance, color="black", linestyle=":", linewidth=1, label=f"chance ({self.chance:.1f})")
         ax.set_ylabel(f"{self.primary_metric} (%)")
         ax.set_ylim(0, 100)
         ax.set_title(f"{self.task} {self.split}: zero-shot {self.primary_metric} by language (red: English)")

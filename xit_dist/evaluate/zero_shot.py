@@ -79,7 +79,7 @@ def gather_to_rank0(local: dict[int, Any], world_size: int) -> dict[int, Any]:
     return merged
 
 
-def evaluate_languages(model, tokenizer, job: EvalJob, rank: int, world_size: int, device) -> dict[str, Any]:
+def evaluate_languages(model, tokenizer, job: EvalJob, rank: int, world_size: int, device, verbose: bool = True) -> dict[str, Any]:
     """Every rank calls this; rank 0 returns ``{"results": {lang: {metric: score}}, "counts": ...}``."""
     from xit_dist.data.features import task_features
     from xit_dist.tasks import get_task
@@ -102,7 +102,8 @@ def evaluate_languages(model, tokenizer, job: EvalJob, rank: int, world_size: in
             ordered = [merged[i] for i in range(len(features))]
             results[lang] = fmt.score(list(features["labels"]), ordered)
             counts[lang] = len(features)
-            print(f"[{job.phase_id}] {task.name} {lang}: " + ", ".join(f"{k} {v:.2f}" for k, v in results[lang].items()), flush=True)
+            if verbose:
+                print(f"[{job.phase_id}] {task.name} {lang}: " + ", ".join(f"{k} {v:.2f}" for k, v in results[lang].items()), flush=True)
     model.train(was_training)
     return {"key": evaluation_key(job), "results": results, "counts": counts}
 

@@ -26,7 +26,7 @@ def full_state_dict(checkpoint_dir: Path) -> dict[str, torch.Tensor]:
     if zero_files:
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
-        with contextlib.redirect_stdout(io.StringIO()):  # it prints a line per step
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # progress chatter
             state = get_fp32_state_dict_from_zero_checkpoint(str(checkpoint_dir), tag=CHECKPOINT_TAG)
     else:  # ZeRO-0 writes no shards: the weights are the model states' "module"
         states = torch.load(checkpoint_dir / CHECKPOINT_TAG / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=False)

@@ -25,6 +25,7 @@ class EvalJob(BaseModel):
 
 class PhaseJob(BaseModel):
     phase_id: str
+    phase_dir: str                     # shared storage: the phase's outputs and best weights
     task: str
     init_dir: str                      # model to start from: hub id / directory / upstream encoder
     tokenizer_dir: str

@@ -169,9 +169,10 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state(state["cuda"])
 
 
-def resume_from_checkpoint(engine, rank: int) -> dict[str, Any] | None:
+def resume_from_checkpoint(engine, rank: int) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """Continue from the last checkpoint Ray holds for this phase (after a worker failure or
-    an interrupted run), restoring model, optimizer, scheduler, data position and RNG."""
+    an interrupted run): restores model, optimizer and scheduler; returns the progress record
+    and this rank's RNG state, which the loop restores once it is back at the same data position."""
     import ray.train
 
     checkpoint = ray.train.get_checkpoint()
@@ -180,10 +181,8 @@ def resume_from_checkpoint(engine, rank: int) -> dict[str, Any] | None:
     with checkpoint.as_directory() as directory:
         engine.load_checkpoint(directory, tag=CHECKPOINT_TAG, load_optimizer_states=True, load_lr_scheduler_states=True)
         progress = json.loads((Path(directory) / PROGRESS_FILE).read_text())
-        rng_file = Path(directory) / f"rng_rank{rank}.pt"
-        if rng_file.exists():
-            restore_rng_state(torch.load(rng_file, weights_only=False))
-    return progress
+        rng = torch.load(Path(directory) / f"rng_rank{rank}.pt", weights_only=False)
+    return progress, rng
 
 
 class MetricsSink:
@@ -249,20 +248,26 @@ def train_phase_worker(config: dict[str, Any]) -> None:
     )
     init_fingerprint, _, _ = module_fingerprint(engine.module.base_model)
 
-    progress = resume_from_checkpoint(engine, rank) or {
-        "global_step": 0,
-        "init_encoder_fingerprint": init_fingerprint,
-        "losses": [],
-    }
+    resumed = resume_from_checkpoint(engine, rank)
+    progress, rng = resumed or ({"global_step": 0, "init_encoder_fingerprint": init_fingerprint, "losses": []}, None)
+    if resumed:
+        progress.setdefault("resumed_from_steps", []).append(progress["global_step"])
     if rank == 0:
-        resumed = f", resumed at step {progress['global_step']}" if progress["global_step"] else ""
+        resumed_note = f", resumed at step {progress['global_step']}" if resumed else ""
         print(
             f"[{job.phase_id}] ready in {time.perf_counter() - started:.1f}s: {world_size} workers, "
             f"ZeRO-{zero_stage(ds_config)}, {geometry.total_steps} steps of {geometry.micro_batch_size * geometry.accumulation_steps * world_size}"
-            f"{resumed}",
+            f"{resumed_note}",
             flush=True,
         )
-    run_loop(job, engine, loader, sampler, geometry, progress, rank, world_size)
+    validator = None
+    if job.training["eval_every_n_steps"]:
+        from xit_dist.train.validation import DevValidator
+
+        validator = DevValidator(job, engine, tokenizer, progress, rank, world_size)
+    run_loop(job, engine, loader, sampler, geometry, progress, rank, world_size, rng, validator)
+    if validator is not None:
+        validator.restore_best()
     if job.evaluation is not None:
         from xit_dist.evaluate.zero_shot import evaluate_languages
 
@@ -280,9 +285,38 @@ def train_phase_worker(config: dict[str, Any]) -> None:
     save_and_report(engine, {"global_step": progress["global_step"], "finished": 1}, progress, rank)
 
 
-def run_loop(job, engine, loader, sampler, geometry: BatchGeometry, progress: dict, rank: int, world_size: int) -> None:
-    """Optimizer steps until ``total_steps``; a log line and metrics every
-    ``log_every_n_steps``, a checkpoint at each epoch end (or every N steps)."""
+def micro_batches(loader, sampler, geometry: BatchGeometry, start_step: int, rng=None):
+    """The micro batches from optimizer step ``start_step`` on, epoch after epoch.
+
+    On resume, ``rng`` is restored where it was saved relative to the epoch's data iterator
+    (mid-epoch: after the iterator exists and the trained batches are skipped; at an epoch's
+    end: before the next iterator): creating an iterator draws from torch's generator, so any
+    other order shifts every later dropout mask and breaks bit-for-bit resumption."""
+    step = start_step
+    per_epoch = geometry.steps_per_epoch * geometry.accumulation_steps
+    while True:
+        epoch = step // geometry.steps_per_epoch
+        sampler.set_epoch(epoch)
+        skip = (step - epoch * geometry.steps_per_epoch) * geometry.accumulation_steps
+        if rng is not None and skip == 0:
+            restore_rng_state(rng)
+            rng = None
+        for index, batch in enumerate(loader):
+            if index < skip:
+                continue
+            if rng is not None:
+                restore_rng_state(rng)
+                rng = None
+            if index >= per_epoch:
+                break
+            yield batch
+        step = (epoch + 1) * geometry.steps_per_epoch
+
+
+def run_loop(job, engine, loader, sampler, geometry: BatchGeometry, progress: dict, rank: int, world_size: int, rng=None, validator=None) -> None:
+    """Optimizer steps until ``total_steps`` (or early stopping); a log line and metrics every
+    ``log_every_n_steps``; English-dev validation every ``eval_every_n_steps``; a checkpoint at
+    each epoch end (or every N steps) and after each validation."""
     import ray.train
 
     training = job.training
@@ -294,51 +328,51 @@ def run_loop(job, engine, loader, sampler, geometry: BatchGeometry, progress: di
     window_loss = torch.zeros((), device=engine.device)
     window_micro, window_start, window_first_step = 0, time.perf_counter(), step
     engine.train()
-    while step < geometry.total_steps:
-        epoch = step // geometry.steps_per_epoch
-        sampler.set_epoch(epoch)
-        skip = (step - epoch * geometry.steps_per_epoch) * geometry.accumulation_steps
-        for micro_index, batch in enumerate(loader):
-            if micro_index < skip:
-                continue
-            if micro_index >= geometry.steps_per_epoch * geometry.accumulation_steps:
-                break
-            batch = {k: v.to(engine.device, non_blocking=True) for k, v in batch.items()}
-            loss = engine(**batch).loss
-            engine.backward(loss)
-            engine.step()
-            window_loss += loss.detach().float()
-            window_micro += 1
-            if (micro_index + 1) % geometry.accumulation_steps:
-                continue
-            step += 1
-            progress["global_step"] = step
-            if step % log_every == 0 or step == geometry.total_steps:
-                mean_loss = _mean_across_ranks(window_loss / window_micro)
-                elapsed = time.perf_counter() - window_start
-                metrics = {
-                    "train.loss": mean_loss,
-                    "train.learning_rate": engine.get_lr()[0],
-                    "train.samples_per_sec": (step - window_first_step) * global_batch / max(elapsed, 1e-9),
-                    "train.epoch": step / geometry.steps_per_epoch,
-                }
-                progress["losses"].append([step, mean_loss])
-                if rank == 0:
-                    print(
-                        f"[{job.phase_id}] step {step}/{geometry.total_steps} epoch {metrics['train.epoch']:.2f} "
-                        f"loss {mean_loss:.4f} lr {metrics['train.learning_rate']:.2e} "
-                        f"{metrics['train.samples_per_sec']:.1f} samples/s",
-                        flush=True,
-                    )
-                sink.log(step, metrics)
-                window_loss.zero_()
-                window_micro, window_start, window_first_step = 0, time.perf_counter(), step
-                if step % checkpoint_every and step != geometry.total_steps:
-                    ray.train.report({"global_step": step, **metrics})
-            if step % checkpoint_every == 0 and step != geometry.total_steps:
-                save_and_report(engine, {"global_step": step}, progress, rank)
-            if step >= geometry.total_steps:
-                break
+    for batch in micro_batches(loader, sampler, geometry, step, rng):
+        if step >= geometry.total_steps:
+            break
+        batch = {k: v.to(engine.device, non_blocking=True) for k, v in batch.items()}
+        loss = engine(**batch).loss
+        engine.backward(loss)
+        engine.step()
+        window_loss += loss.detach().float()
+        window_micro += 1
+        if window_micro % geometry.accumulation_steps:
+            continue
+        step += 1
+        progress["global_step"] = step
+        metrics: dict[str, float] = {}
+        if step % log_every == 0 or step == geometry.total_steps:
+            mean_loss = _mean_across_ranks(window_loss / window_micro)
+            elapsed = time.perf_counter() - window_start
+            metrics = {
+                "train.loss": mean_loss,
+                "train.learning_rate": engine.get_lr()[0],
+                "train.samples_per_sec": (step - window_first_step) * global_batch / max(elapsed, 1e-9),
+                "train.epoch": step / geometry.steps_per_epoch,
+            }
+            progress["losses"].append([step, mean_loss])
+            if rank == 0:
+                print(
+                    f"[{job.phase_id}] step {step}/{geometry.total_steps} epoch {metrics['train.epoch']:.2f} "
+                    f"loss {mean_loss:.4f} lr {metrics['train.learning_rate']:.2e} "
+                    f"{metrics['train.samples_per_sec']:.1f} samples/s",
+                    flush=True,
+                )
+            window_loss.zero_()
+            window_micro, window_start, window_first_step = 0, time.perf_counter(), step
+        stop = False
+        if validator is not None and validator.due(step):
+            metrics.update(validator.validate(step))
+            stop = validator.should_stop()
+            window_start = time.perf_counter()  # validation time is not training throughput
+        sink.log(step, metrics)
+        if step == geometry.total_steps or stop:
+            break  # the final checkpoint is written by the caller
+        if step % checkpoint_every == 0 or (validator is not None and validator.due(step)):
+            save_and_report(engine, {"global_step": step}, progress, rank)
+        elif metrics:
+            ray.train.report({"global_step": step, **metrics})
 
 
 def _mean_across_ranks(value: torch.Tensor) -> float:

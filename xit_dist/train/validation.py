@@ -1,0 +1,111 @@
+"""Model selection on English dev, as the paper's recipe does (jiant's XTREME scripts: validate
+every 1000 steps on 500 English dev examples, stop after 30 validations without gain, reload
+the best weights). Only English is looked at, which keeps the evaluation zero-shot.
+
+The best weights are kept as a DeepSpeed checkpoint in ``<phase_dir>/best`` (shared storage on
+a multi-node cluster), written by every rank, so they survive an interrupted phase too.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from xit_dist.train.jobs import EvalJob, PhaseJob
+
+SOURCE_LANGUAGE = "en"
+
+
+class DevValidator:
+    def __init__(self, job: PhaseJob, engine, tokenizer, progress: dict[str, Any], rank: int, world_size: int):
+        self.every = job.training["eval_every_n_steps"]
+        self.patience = job.training["early_stopping_patience"]
+        self.engine, self.tokenizer, self.progress = engine, tokenizer, progress
+        self.rank, self.world_size = rank, world_size
+        self.phase_id = job.phase_id
+        self.best_dir = Path(job.phase_dir) / "best"
+        self.eval_job = EvalJob(
+            phase_id=job.phase_id,
+            task=job.task,
+            model_dir=None,
+            data_dir=job.data_dir,
+            data_revision=job.data_revision,
+            split="validation",
+            languages=[SOURCE_LANGUAGE],
+            batch_size=64,
+            max_seq_length=job.training["max_seq_length"],
+            max_examples_per_language=job.training["eval_examples"],
+            bf16=job.bf16,
+            cpus_per_worker=job.cpus_per_worker,
+        )
+        progress.setdefault("validation", [])
+        progress.setdefault("bad_validations", 0)
+
+    def due(self, step: int) -> bool:
+        return step % self.every == 0
+
+    def validate(self, step: int) -> dict[str, float]:
+        from xit_dist.evaluate.zero_shot import evaluate_languages
+
+        evaluation = evaluate_languages(self.engine.module, self.tokenizer, self.eval_job, self.rank, self.world_size, self.engine.device, verbose=False)
+        scores = evaluation["results"].get(SOURCE_LANGUAGE, {})
+        metric, score = _broadcast(next(iter(scores.items()), None))
+        self.progress["validation"].append([step, score])
+        if score > self.progress.get("best_score", float("-inf")):
+            self.progress.update(best_step=step, best_score=score, bad_validations=0)
+            self._save_best()
+        else:
+            self.progress["bad_validations"] += 1
+        if self.rank == 0:
+            print(
+                f"[{self.phase_id}] step {step} English dev {metric} {score:.2f} "
+                f"(best {self.progress['best_score']:.2f} at step {self.progress['best_step']})",
+                flush=True,
+            )
+        return {f"dev.{metric}": score}
+
+    def should_stop(self) -> bool:
+        return bool(self.patience) and self.progress["bad_validations"] >= self.patience
+
+    def _save_best(self) -> None:
+        from xit_dist.train.worker import CHECKPOINT_TAG
+
+        partial = self.best_dir.with_name("best.partial")
+        if self.rank == 0:
+            shutil.rmtree(partial, ignore_errors=True)
+        _barrier()
+        self.engine.save_checkpoint(str(partial), tag=CHECKPOINT_TAG)
+        _barrier()
+        if self.rank == 0:
+            shutil.rmtree(self.best_dir, ignore_errors=True)
+            partial.rename(self.best_dir)
+        _barrier()
+
+    def restore_best(self) -> None:
+        """Load the best weights into the engine (all ranks) unless the last step was the best."""
+        from xit_dist.train.worker import CHECKPOINT_TAG
+
+        best = self.progress.get("best_step")
+        if best is None or best == self.progress["global_step"]:
+            return
+        self.engine.load_checkpoint(str(self.best_dir), tag=CHECKPOINT_TAG, load_optimizer_states=True, load_lr_scheduler_states=True)
+        self.progress["restored_best_step"] = best
+        if self.rank == 0:
+            print(f"[{self.phase_id}] keeping the best English-dev weights, from step {best}", flush=True)
+
+
+def _barrier() -> None:
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+def _broadcast(value):
+    """Rank 0's value on every rank: every rank must take the same stop/save decisions."""
+    if not torch.distributed.is_initialized():
+        return value
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
