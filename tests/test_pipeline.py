@@ -41,7 +41,7 @@ def test_loss_goes_down_in_every_phase(zero2_run):
         losses = [loss for _, loss in outcome.record["losses"]]
         assert len(losses) >= 5
         assert outcome.record["zero_stage"] == 2 and outcome.record["world_size"] == 2
-        assert sum(losses[-2:]) / 2 < losses[0] - 0.02, losses
+        assert sum(losses[-2:]) / 2 < losses[0] - 0.05, losses
 
 
 def test_target_phase_starts_from_the_intermediate_encoder(zero2_run):
@@ -74,7 +74,7 @@ def test_mlflow_holds_parent_child_runs_metrics_and_artifacts(zero2_run):
     client = MlflowClient(summary.tracking_uri)
     parent = client.get_run(summary.parent_run_id)
     assert parent.info.status == "FINISHED"
-    assert parent.data.params["target.training.learning_rate"] == "0.001"
+    assert parent.data.params["target.training.learning_rate"] == "0.002"
     assert parent.data.params["distributed.deepspeed_config"] == "zero2"
     experiment = parent.info.experiment_id
     children = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{summary.parent_run_id}'")
@@ -86,7 +86,7 @@ def test_mlflow_holds_parent_child_runs_metrics_and_artifacts(zero2_run):
         assert "xnli.transfer_gap" in run.data.metrics
     for child in children:
         history = client.get_metric_history(child.info.run_id, "train.loss")
-        assert [m.step for m in history] == [5, 10, 15, 20, 25, 30]
+        assert [m.step for m in history] == list(range(10, 91, 10))
     parent_artifacts = {a.path for a in client.list_artifacts(summary.parent_run_id)}
     assert "spec.yaml" in parent_artifacts
     results = {a.path for a in client.list_artifacts(summary.parent_run_id, "results")}
@@ -130,7 +130,7 @@ def test_zero3_consolidated_weights_equal_engine_parameters(zero3_runs):
     assert saved == record["final_engine_fingerprint"]  # computed by the workers from gathered ZeRO-3 partitions
     assert saved != record["init_encoder_fingerprint"]
     losses = [loss for _, loss in record["losses"]]
-    assert sum(losses[-2:]) / 2 < losses[0] - 0.02, losses
+    assert sum(losses[-2:]) / 2 < losses[0] - 0.05, losses
 
 
 def test_zero3_evaluation_with_unequal_shards_scores_every_row(zero3_runs):

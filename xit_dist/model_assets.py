@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from xit_dist.data.synthetic import demo_corpus, publish_once
+from xit_dist.data.synthetic import GENERATOR_VERSION, demo_corpus, publish_once
 
-ASSETS_VERSION = "1"
+ASSETS_VERSION = "2"  # bump whenever the built files change: cached builds are keyed on it
 MARKER_NAME = "xit_builtin_model.json"
+# An upper bound: on the demo corpus the trainer keeps ~1,300 pieces, every demo word a single piece.
 TOKENIZER_VOCAB_SIZE = 3000
 
 SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>")  # ids 0..3, as in XLM-R; <mask> is the last id
@@ -23,20 +24,23 @@ MASK_TOKEN = "<mask>"
 
 TINY_CONFIGS: dict[str, dict] = {
     "xlmr-tiny": dict(
-        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, max_position_embeddings=258
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+        max_position_embeddings=258,
     ),
     "xlmr-small": dict(
-        hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024, max_position_embeddings=514
+        hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024,
+        max_position_embeddings=514,
     ),
 }
 
 
 def train_tokenizer(sentences: list[str], vocab_size: int = TOKENIZER_VOCAB_SIZE):
-    """A ``tokenizers.Tokenizer`` with XLM-R's layout: Unigram, ▁-prefixed pieces, <s> A </s></s> B </s>.
+    """A ``tokenizers.Tokenizer`` laid out like XLM-R's: Unigram, ▁-prefixed pieces, <s> A </s></s> B </s>.
 
-    The pipeline (no normalizer beyond NFKC, whitespace split then Metaspace) is the one
-    transformers' XLMRobertaTokenizer rebuilds when it reloads the saved vocabulary, so the
-    tokenizer segments text identically before and after ``save_pretrained``.
+    The pre-tokenizer (whitespace split, then Metaspace) is the one transformers'
+    XLMRobertaTokenizer rebuilds when it reloads the saved vocabulary. That rebuild drops the NFKC
+    normalizer, which is harmless here because the demo text is NFKC already, so text is segmented
+    the same before and after ``save_pretrained``.
     """
     from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
     from tokenizers.models import Unigram
@@ -52,19 +56,13 @@ def train_tokenizer(sentences: list[str], vocab_size: int = TOKENIZER_VOCAB_SIZE
         return tokenizer
 
     draft = with_pipeline(Unigram())
-    trainer = UnigramTrainer(
-        vocab_size=vocab_size - 1,  # room for <mask>
-        special_tokens=list(SPECIAL_TOKENS),
-        unk_token="<unk>",
-        shrinking_factor=0.75,
-        max_piece_length=16,
-        n_sub_iterations=2,
-    )
+    # vocab_size - 1 leaves room for <mask>
+    trainer = UnigramTrainer(vocab_size=vocab_size - 1, special_tokens=list(SPECIAL_TOKENS), unk_token="<unk>")
     draft.train_from_iterator(sentences, trainer=trainer)
 
-    # Re-create the model with <mask> appended to the piece list (XLM-R keeps it last in the
-    # vocabulary, not as an out-of-vocabulary added token).
-    pieces = [tuple(piece) for piece in json.loads(draft.to_str())["model"]["vocab"]]
+    # Re-create the model from a canonical piece list with <mask> appended (XLM-R keeps it last in
+    # the vocabulary, not as an out-of-vocabulary added token).
+    pieces = _canonical_pieces(json.loads(draft.to_str())["model"]["vocab"])
     unk_id = SPECIAL_TOKENS.index("<unk>")
     tokenizer = with_pipeline(Unigram(pieces + [(MASK_TOKEN, 0.0)], unk_id=unk_id, byte_fallback=False))
     tokenizer.add_special_tokens(
@@ -80,7 +78,32 @@ def train_tokenizer(sentences: list[str], vocab_size: int = TOKENIZER_VOCAB_SIZE
     return tokenizer
 
 
+def _canonical_pieces(trained: list[list]) -> list[tuple[str, float]]:
+    """The trained pieces in an order and with scores that do not depend on the process.
+
+    Why: the `tokenizers` Unigram trainer is not reproducible run to run. Its EM sums floats in
+    varying order (scores differ by ~1e-15), and the pieces it must keep but EM dropped (mostly
+    single characters) get scores on a 1e-4 grid handed out in hash-set order. The piece set and
+    the multiset of scores are stable, so: round the scores, hand the grid scores to the grid
+    pieces in sorted order, and order the vocabulary by (score, text).
+    """
+    specials = [(piece, 0.0) for piece in SPECIAL_TOKENS]
+    learned = [(piece, round(score, 8)) for piece, score in trained if piece not in SPECIAL_TOKENS]
+
+    def grid_phase(score: float) -> int:  # position of the score within its 1e-4 step, in 1e-7 units
+        return round(score * 1e7) % 1000
+
+    phases = [grid_phase(score) for _, score in learned]
+    common_phase = max(set(phases), key=lambda phase: (phases.count(phase), phase))
+    on_grid = [(piece, score) for (piece, score), phase in zip(learned, phases) if phase == common_phase]
+    off_grid = [(piece, score) for (piece, score), phase in zip(learned, phases) if phase != common_phase]
+    grid_scores = sorted((score for _, score in on_grid), reverse=True)
+    regridded = list(zip(sorted(piece for piece, _ in on_grid), grid_scores))
+    return specials + sorted(off_grid + regridded, key=lambda item: (-item[1], item[0]))
+
+
 def _build(name: str, directory: Path, seed: int) -> dict:
+    """Tokenizer, config and randomly initialised MLM weights for ``name``, saved into ``directory``."""
     import torch
     from tokenizers import AddedToken
     from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM, XLMRobertaTokenizerFast
@@ -109,7 +132,7 @@ def _build(name: str, directory: Path, seed: int) -> dict:
     )
     torch.manual_seed(seed)
     model = XLMRobertaForMaskedLM(config)
-    model.save_pretrained(directory, safe_serialization=True)
+    model.save_pretrained(directory)  # model.safetensors
     return {"vocab_size": len(tokenizer), "parameters": sum(p.numel() for p in model.parameters())}
 
 
@@ -121,5 +144,10 @@ def build_builtin_model(name: str, out_dir: Path, *, seed: int = 0) -> Path:
     """
     if name not in TINY_CONFIGS:
         raise ValueError(f"unknown built-in model {name!r}; known: {', '.join(sorted(TINY_CONFIGS))}")
-    identity = {"builtin_model": name, "assets_version": ASSETS_VERSION, "seed": seed}
-    return publish_once(Path(out_dir), marker=MARKER_NAME, identity=identity, build=lambda d: _build(name, d, seed))
+    # The tokenizer is trained on the synthetic corpus, so a new generator version means a new build.
+    identity = {
+        "builtin_model": name, "assets_version": ASSETS_VERSION, "corpus_version": GENERATOR_VERSION, "seed": seed,
+    }
+    return publish_once(
+        Path(out_dir), marker=MARKER_NAME, identity=identity, build=lambda directory: _build(name, directory, seed)
+    )
