@@ -31,7 +31,9 @@ def encoder_fingerprint_of(directory: Path, prefix: str = "") -> str:
 @pytest.fixture(scope="module")
 def zero2_run(ray_cluster, tmp_path_factory):
     out = tmp_path_factory.mktemp("zero2")
-    spec = validate_tree(small_spec_tree(out, deepspeed="zero2", name="zero2"))
+    tree = small_spec_tree(out, deepspeed="zero2", name="zero2")
+    tree["target"]["training"].update(eval_every_n_steps=30, eval_examples=100)  # English-dev model selection
+    spec = validate_tree(tree)
     return spec, run_experiment(spec)
 
 
@@ -92,6 +94,25 @@ def test_mlflow_holds_parent_child_runs_metrics_and_artifacts(zero2_run):
     results = {a.path for a in client.list_artifacts(summary.parent_run_id, "results")}
     assert results == {"results/xnli_results.json", "results/xnli_results.csv", "results/xnli_accuracy_by_language.png"}
     assert (summary.run_dir / "spec.yaml").is_file()
+
+
+def test_english_dev_selection_keeps_the_best_weights(zero2_run):
+    from xit_dist.train.consolidate import full_state_dict
+
+    spec, summary = zero2_run
+    target = summary.phases[-1]
+    validation = target.record["validation"]
+    assert [step for step, _ in validation] == [30, 60, 90]
+    best_step, best_score = max(validation, key=lambda item: (item[1], -item[0]))
+    assert (target.record["best_step"], target.record["best_score"]) == (best_step, best_score)
+    # The saved model is exactly the best checkpoint's weights, not the last step's.
+    best = full_state_dict(target.output_dir.parent / "best")
+    names = [n for n in best if n.startswith("roberta.")]
+    assert tensors_fingerprint((n[len("roberta."):], best[n]) for n in names) == encoder_fingerprint_of(target.output_dir, "roberta.")
+    from mlflow.tracking import MlflowClient
+
+    history = MlflowClient(summary.tracking_uri).get_metric_history(summary.phase_run_ids[target.record["phase_id"]], "dev.accuracy")
+    assert [(m.step, m.value) for m in history] == [tuple(v) for v in validation]
 
 
 def test_rerun_reuses_phases_and_runs(zero2_run):

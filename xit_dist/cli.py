@@ -59,6 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("xit-dist: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except Exception as err:
+        if "ray.train" not in sys.modules:  # validate never imports Ray
+            raise
+        from ray.train import TrainingFailedError
+
+        if not isinstance(err, TrainingFailedError):
+            raise
+        print(f"{err}\nxit-dist: a training phase failed (above); rerun the same command to resume from its last checkpoint", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
