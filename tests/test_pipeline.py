@@ -181,23 +181,40 @@ def kill_a_worker_after_checkpoint(storage: Path, phase_prefix: str, step: int, 
         time.sleep(0.05)
 
 
-def test_killed_phase_resumes_from_its_checkpoint_with_identical_results(zero3_runs, tmp_path):
-    """A worker dies mid-phase (no retries allowed): the run fails. Rerunning the same command
-    resumes from the last checkpoint, not step 0, and ends exactly where an uninterrupted run does."""
+def zero3_spec_killed_after_step_10(tmp_path: Path, max_failures: int):
+    """The zero3_runs spec (checkpoint frequency is not part of a phase's identity), with a
+    thread that kills a training worker once the step-10 checkpoint is registered."""
     tree = small_spec_tree(tmp_path, intermediate=(), deepspeed="zero3", name="zero3")
     tree["evaluation"].update(batch_size=32, max_examples_per_language=65)
-    tree["target"]["training"]["checkpoint_every_n_steps"] = 10  # not in the phase hash
-    spec = validate_tree(tree)
+    tree["target"]["training"]["checkpoint_every_n_steps"] = 10
+    tree["distributed"]["max_failures"] = max_failures
     stop = threading.Event()
-    killer = threading.Thread(target=kill_a_worker_after_checkpoint, args=(tmp_path / "ray", "xnli-", 10, stop), daemon=True)
-    killer.start()
+    threading.Thread(target=kill_a_worker_after_checkpoint, args=(tmp_path / "ray", "xnli-", 10, stop), daemon=True).start()
+    return validate_tree(tree), stop
+
+
+def assert_same_as_uninterrupted(summary, uninterrupted) -> None:
+    record = summary.phases[0].record
+    assert record["resumed_from_steps"] and record["resumed_from_steps"][0] >= 10  # not from step 0
+    assert record["losses"] == uninterrupted.phases[0].record["losses"]
+    assert record["final_engine_fingerprint"] == uninterrupted.phases[0].record["final_engine_fingerprint"]
+    assert summary.results.per_language == uninterrupted.results.per_language
+
+
+def test_killed_phase_resumes_when_the_command_is_rerun(zero3_runs, tmp_path):
+    """No retries allowed: the run fails; rerunning the same command resumes from the last
+    checkpoint and ends exactly where an uninterrupted run does."""
+    spec, stop = zero3_spec_killed_after_step_10(tmp_path, max_failures=0)
     with pytest.raises(Exception):
         run_experiment(spec)
     stop.set()
-    resumed = run_experiment(spec)
-    record = resumed.phases[0].record
-    assert record["resumed_from_steps"] and record["resumed_from_steps"][0] >= 10
-    uninterrupted = zero3_runs[0]
-    assert record["losses"] == uninterrupted.phases[0].record["losses"]
-    assert record["final_engine_fingerprint"] == uninterrupted.phases[0].record["final_engine_fingerprint"]
-    assert resumed.results.per_language == uninterrupted.results.per_language
+    assert_same_as_uninterrupted(run_experiment(spec), zero3_runs[0])
+
+
+def test_killed_worker_is_replaced_and_the_phase_finishes(zero3_runs, tmp_path):
+    """With failures tolerated (the default), Ray restarts the worker group, which resumes from
+    the last DeepSpeed checkpoint within the same run."""
+    spec, stop = zero3_spec_killed_after_step_10(tmp_path, max_failures=1)
+    summary = run_experiment(spec)
+    stop.set()
+    assert_same_as_uninterrupted(summary, zero3_runs[0])

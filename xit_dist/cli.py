@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     _spec_arguments(run)
     validate = commands.add_parser("validate", help="print the resolved spec, or one-line errors; starts nothing")
     _spec_arguments(validate)
+    plan = commands.add_parser("plan", help="phases, what is done, and per-GPU memory estimates; starts nothing")
+    _spec_arguments(plan)
+    plan.add_argument("--gpu-memory", metavar="SIZE", help="warn when a phase needs more per GPU, e.g. 80GiB")
     return parser
 
 
@@ -45,7 +48,22 @@ def cmd_run(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate}
+def cmd_plan(args) -> int:
+    from xit_dist.estimate import parse_memory
+    from xit_dist.spec import load_spec
+
+    gpu_memory = parse_memory(args.gpu_memory) if args.gpu_memory else None
+    spec = load_spec(args.spec, args.overrides)
+    from xit_dist.logs import quiet_third_party
+
+    quiet_third_party()
+    from xit_dist.plan_view import render_plan
+
+    print(render_plan(spec, gpu_memory))
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "plan": cmd_plan}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -123,7 +123,7 @@ class DistributedSpec(_Strict):
     deepspeed_config: str = Field("zero2", description="a name in ds_configs/ (zero1, zero2, zero3, zero3_offload) or a path")
     bf16: bool = False
     address: str | None = Field(None, description="Ray address; default: a local Ray started in-process")
-    max_failures: int = Field(0, ge=0, description="worker failures a phase survives (restarts from its last checkpoint)")
+    max_failures: int = Field(2, ge=0, description="worker failures a phase survives, restarting from its last checkpoint")
 
     @field_validator("deepspeed_config")
     @classmethod
