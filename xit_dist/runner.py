@@ -48,8 +48,10 @@ def start_ray(address: str | None) -> None:
         return
     from xit_dist.logs import WORKER_ENV
 
+    # address None: always a new local instance ("local"), never a `ray start` cluster that
+    # happens to run on this machine; name one ("auto", "host:port") to use a cluster.
     local = {"dashboard_host": "127.0.0.1"} if address is None else {}
-    ray.init(address=address, logging_level="WARNING", runtime_env={"env_vars": WORKER_ENV}, **local)
+    ray.init(address=address or "local", logging_level="WARNING", runtime_env={"env_vars": WORKER_ENV}, **local)
 
 
 def check_cluster_resources(spec: ExperimentSpec) -> None:

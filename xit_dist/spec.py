@@ -122,7 +122,7 @@ class DistributedSpec(_Strict):
     cpus_per_worker: float = Field(1.0, gt=0)
     deepspeed_config: str = Field("zero2", description="a name in ds_configs/ (zero1, zero2, zero3, zero3_offload) or a path")
     bf16: bool = False
-    address: str | None = Field(None, description="Ray address; default: a local Ray started in-process")
+    address: str | None = Field(None, description="Ray cluster address (\"auto\", host:port); default: a new local Ray started in-process")
     max_failures: int = Field(2, ge=0, description="worker failures a phase survives, restarting from its last checkpoint")
 
     @field_validator("deepspeed_config")
