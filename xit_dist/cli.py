@@ -28,7 +28,26 @@ def build_parser() -> argparse.ArgumentParser:
     plan = commands.add_parser("plan", help="phases, what is done, and per-GPU memory estimates; starts nothing")
     _spec_arguments(plan)
     plan.add_argument("--gpu-memory", metavar="SIZE", help="warn when a phase needs more per GPU, e.g. 80GiB")
+    submit = commands.add_parser("submit", help="submit a run to a Ray cluster as a job (Ray's Jobs API)")
+    _spec_arguments(submit)
+    _address_argument(submit)
+    submit.add_argument("--wait", action="store_true", help="stream the job's logs; exit 0 if it succeeded, 1 otherwise")
+    jobs = commands.add_parser("jobs", help="list the cluster's jobs")
+    _address_argument(jobs)
+    logs = commands.add_parser("logs", help="print a job's logs")
+    logs.add_argument("job", help="job id (xit-dist jobs lists them)")
+    logs.add_argument("--follow", action="store_true", help="stream until the job ends; exit 0 if it succeeded, 1 otherwise")
+    _address_argument(logs)
+    stop = commands.add_parser("stop", help="stop a job")
+    stop.add_argument("job", help="job id")
+    _address_argument(stop)
     return parser
+
+
+def _address_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--address", help="the cluster's dashboard (Jobs API) address; default: RAY_ADDRESS, else http://127.0.0.1:8265"
+    )
 
 
 def cmd_validate(args) -> int:
@@ -63,7 +82,34 @@ def cmd_plan(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "plan": cmd_plan}
+def cmd_submit(args) -> int:
+    from xit_dist.cluster import submit
+
+    return submit(args.spec, args.overrides, args.address, args.wait)
+
+
+def cmd_jobs(args) -> int:
+    from xit_dist.cluster import list_jobs
+
+    return list_jobs(args.address)
+
+
+def cmd_logs(args) -> int:
+    from xit_dist.cluster import job_logs
+
+    return job_logs(args.job, args.address, args.follow)
+
+
+def cmd_stop(args) -> int:
+    from xit_dist.cluster import stop_job
+
+    return stop_job(args.job, args.address)
+
+
+COMMANDS = {
+    "run": cmd_run, "validate": cmd_validate, "plan": cmd_plan,
+    "submit": cmd_submit, "jobs": cmd_jobs, "logs": cmd_logs, "stop": cmd_stop,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -252,6 +252,10 @@ def train_phase_worker(config: dict[str, Any]) -> None:
     progress, rng = resumed or ({"global_step": 0, "init_encoder_fingerprint": init_fingerprint, "losses": []}, None)
     if resumed:
         progress.setdefault("resumed_from_steps", []).append(progress["global_step"])
+    # the Ray node of every rank, in rank order (lands in the phase record, phase.json)
+    node_ids: list[str | None] = [None] * world_size
+    torch.distributed.all_gather_object(node_ids, ray.get_runtime_context().get_node_id())
+    progress["worker_nodes"] = node_ids
     if rank == 0:
         resumed_note = f", resumed at step {progress['global_step']}" if resumed else ""
         print(
