@@ -114,3 +114,14 @@ def test_run_with_wrong_schema_names_file_and_columns(tmp_path):
         f"xit-dist: error: {mirror / 'train.jsonl'}: missing column(s) ['premise', 'hypothesis', 'idx']; "
         "expected the hub schema ['premise', 'hypothesis', 'label', 'idx']"
     )
+
+
+def test_every_config_file_opens_with_the_command_that_runs_it():
+    configs = [*(REPO / "ray_configs").glob("*.yaml"), *(REPO / "ds_configs").glob("*.json"), *(REPO / "cluster").glob("*.yaml")]
+    assert len(configs) >= 10
+    for path in configs:
+        first = path.read_text().splitlines()[0]
+        assert first.startswith(("# ", "// ")), path
+        assert any(tool in path.read_text().split("\n\n")[0] for tool in ("xit-dist", "kubectl", "ray up")), path
+    for path in (REPO / "cluster").glob("*.yaml"):
+        yaml.safe_load(path.read_text())

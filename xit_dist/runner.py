@@ -15,6 +15,7 @@ from xit_dist.evaluate.results import TaskResults
 from xit_dist.plan import Phase, build_plan, phase_dir
 from xit_dist.preflight import ResolvedInputs, preflight
 from xit_dist.spec import ExperimentSpec, dump_spec
+from xit_dist.storage import check_shared_storage, cluster_hosts
 from xit_dist.tasks import get_task
 from xit_dist.tracking import Tracker, flatten, resolve_tracking_uri
 from xit_dist.train.ds_config import load_ds_config, resolve_ds_config
@@ -155,6 +156,7 @@ def run_experiment(spec: ExperimentSpec, out: Callable[[str], None] = say) -> Ru
 
     start_ray(spec.distributed.address)
     check_cluster_resources(spec)
+    check_shared_storage(output_dir, cluster_hosts(), spec.distributed.assume_shared_storage)
     storage = str(output_dir / "ray")
     resources = PhaseResources(
         spec.distributed.num_workers, spec.distributed.use_gpu, spec.distributed.cpus_per_worker, spec.distributed.max_failures, storage

@@ -124,6 +124,9 @@ class DistributedSpec(_Strict):
     bf16: bool = False
     address: str | None = Field(None, description="Ray cluster address (\"auto\", host:port); default: a new local Ray started in-process")
     max_failures: int = Field(2, ge=0, description="worker failures a phase survives, restarting from its last checkpoint")
+    assume_shared_storage: bool = Field(
+        False, description="output_dir is shared by every node even if its filesystem type is not recognised as such"
+    )
 
     @field_validator("deepspeed_config")
     @classmethod

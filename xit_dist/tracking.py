@@ -36,11 +36,33 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
     return {prefix.rstrip("."): str(tree)[:MAX_PARAM_LENGTH]}
 
 
+def check_server_answers(tracking_uri: str, timeout: float = 5.0) -> None:
+    """An MLflow server must answer /health within seconds: MLflow's own client retries a dead
+    server with back-off for minutes before it gives up."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    url = tracking_uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            if response.status == 200:
+                return
+            problem = f"HTTP {response.status}"
+    except urllib.error.HTTPError as err:
+        problem = f"HTTP {err.code}"
+    except (urllib.error.URLError, OSError) as err:
+        problem = str(getattr(err, "reason", err))
+    raise XitError(f"tracking.uri {tracking_uri}: the MLflow server does not answer ({url}: {problem})")
+
+
 class Tracker:
     def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path | None):
         from mlflow.tracking import MlflowClient
 
         self.uri = tracking_uri
+        check_server_answers(tracking_uri)
         self.client = MlflowClient(tracking_uri)
         try:
             found = self.client.get_experiment_by_name(experiment)

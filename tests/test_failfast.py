@@ -1,0 +1,72 @@
+"""Mistakes about the cluster and its services: one clear line each, before any training."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import small_spec_tree
+from xit_dist.errors import XitError
+from xit_dist.spec import validate_tree
+from xit_dist.storage import check_shared_storage, filesystem_type
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "ray_configs" / "demo.yaml"
+
+MOUNTS = """\
+/dev/vda / ext4 rw,relatime 0 0
+nfs-server:/export /mnt/shared nfs4 rw,relatime 0 0
+gcsfuse-bucket /mnt/bucket fuse.gcsfuse rw 0 0
+tmpfs /mnt/shared/tmp tmpfs rw 0 0
+"""
+
+
+def test_filesystem_type_takes_the_longest_mount_point(tmp_path):
+    mounts = tmp_path / "mounts"
+    mounts.write_text(MOUNTS)
+    assert filesystem_type(Path("/home/me/runs"), mounts) == "ext4"
+    assert filesystem_type(Path("/mnt/shared/runs"), mounts) == "nfs4"
+    assert filesystem_type(Path("/mnt/shared/tmp/x"), mounts) == "tmpfs"
+    assert filesystem_type(Path("/mnt/sharedother"), mounts) == "ext4"  # a prefix of a name is not a mount
+
+
+def test_local_disk_is_refused_only_when_the_cluster_spans_machines():
+    check_shared_storage(Path("/data/runs"), {"10.0.0.1"}, assume_shared=False, fs_kind="ext4")  # one machine
+    check_shared_storage(Path("/mnt/shared/runs"), {"10.0.0.1", "10.0.0.2"}, assume_shared=False, fs_kind="nfs4")
+    check_shared_storage(Path("/mnt/bucket/runs"), {"10.0.0.1", "10.0.0.2"}, assume_shared=False, fs_kind="fuse.gcsfuse")
+    check_shared_storage(Path("/data/runs"), {"10.0.0.1", "10.0.0.2"}, assume_shared=True, fs_kind="ext4")
+    with pytest.raises(XitError, match=r"output_dir /data/runs: on a local ext4 filesystem, but the cluster spans 2 machines"):
+        check_shared_storage(Path("/data/runs"), {"10.0.0.1", "10.0.0.2"}, assume_shared=False, fs_kind="ext4")
+
+
+def test_mlflow_server_that_does_not_answer(tmp_path):
+    """Nothing listens on port 9: one line naming the URI, exit 2, in seconds, no Ray started."""
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "xit_dist.cli", "run", str(DEMO), "--set", "tracking.uri=http://127.0.0.1:9",
+         "--set", f"output_dir={tmp_path}"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("xit-dist: error: tracking.uri http://127.0.0.1:9: the MLflow server does not answer")
+    assert "phase" not in proc.stdout and "Ray" not in proc.stdout + proc.stderr
+    assert time.monotonic() - started < 60
+
+
+@pytest.mark.ray
+def test_cluster_without_the_resources_the_spec_needs(ray_cluster, tmp_path):
+    from xit_dist.runner import run_experiment
+
+    tree = small_spec_tree(tmp_path, intermediate=())
+    tree["distributed"]["num_workers"] = 4  # the local cluster has 2 CPUs
+    tree["target"]["training"]["batch_size"] = 32
+    started = time.monotonic()
+    with pytest.raises(XitError, match=r"distributed: the cluster has 2 CPU / 0 GPU, the spec needs 4 CPU / 0 GPU \(4 workers\)"):
+        run_experiment(validate_tree(tree))
+    assert time.monotonic() - started < 30
+    assert not (tmp_path / "ray").exists()  # no trainer was started
