@@ -70,3 +70,8 @@ def test_cluster_without_the_resources_the_spec_needs(ray_cluster, tmp_path):
         run_experiment(validate_tree(tree))
     assert time.monotonic() - started < 30
     assert not (tmp_path / "ray").exists()  # no trainer was started
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("tests")
+    assert client.search_runs([experiment.experiment_id]) == []  # and no run left dangling

@@ -149,14 +149,14 @@ def run_experiment(spec: ExperimentSpec, out: Callable[[str], None] = say) -> Ru
     phases = build_plan(spec)
     tracking_uri = resolve_tracking_uri(spec.tracking.uri, output_dir)
     tracker = Tracker(tracking_uri, spec.tracking.experiment, output_dir / "mlartifacts" if tracking_uri.startswith("sqlite") else None)
+    start_ray(spec.distributed.address)
+    check_cluster_resources(spec)
+    check_shared_storage(output_dir, cluster_hosts(), spec.distributed.assume_shared_storage)
+
     parent = tracker.parent_run(spec.name, spec.fingerprint())
     tracker.log_params(parent, flatten(spec.model_dump(mode="json")))
     tracker.set_tags(parent, {"xit.target": spec.target.task, "xit.intermediate": ",".join(s.task for s in spec.intermediate) or "none"})
     tracker.log_artifacts(parent, [run_dir / "spec.yaml"])
-
-    start_ray(spec.distributed.address)
-    check_cluster_resources(spec)
-    check_shared_storage(output_dir, cluster_hosts(), spec.distributed.assume_shared_storage)
     storage = str(output_dir / "ray")
     resources = PhaseResources(
         spec.distributed.num_workers, spec.distributed.use_gpu, spec.distributed.cpus_per_worker, spec.distributed.max_failures, storage
