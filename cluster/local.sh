@@ -3,7 +3,7 @@
 # to submit xit-dist jobs to:
 #
 #   bash cluster/local.sh up --nodes 2            # prints the dashboard (Jobs API) address
-#   xit-dist submit ray_configs/demo.yaml --address http://127.0.0.1:8265 --wait
+#   xit-dist submit ray_configs/demo.yaml --address http://127.0.0.1:8265 --wait --set output_dir=$PWD/xit_runs
 #   xit-dist jobs; xit-dist logs JOB_ID --follow; xit-dist stop JOB_ID
 #   bash cluster/local.sh status
 #   bash cluster/local.sh down                    # stops exactly the nodes `up` started

@@ -96,6 +96,13 @@ def test_bad_spec_exit_2_before_submitting(tmp_path):
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
 
 
+def test_relative_output_dir_is_refused_before_submitting():
+    """Results would land in the job's temporary working_dir copy and be lost with it."""
+    result = xit("submit", "ray_configs/demo.yaml", "--address", "http://127.0.0.1:9")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().startswith("xit-dist: error: output_dir xit_runs: a relative path would put the results")
+
+
 def test_token_auth_stays_on(cluster):
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(f"{cluster}/api/jobs/", timeout=10)

@@ -111,7 +111,14 @@ def build_submission(spec_path: str, overrides: list[str]) -> tuple[str, dict]:
     from xit_dist.spec import load_spec
 
     job_overrides = [*overrides, "distributed.address=auto"]
-    load_spec(spec_path, job_overrides)
+    spec = load_spec(spec_path, job_overrides)
+    if not Path(spec.output_dir).expanduser().is_absolute():
+        # It would resolve inside the job's temporary working_dir copy, deleted after the job.
+        raise XitError(
+            f"output_dir {spec.output_dir}: a relative path would put the results in the job's temporary "
+            "working directory on the cluster; pass an absolute path on storage the nodes share "
+            "(--set output_dir=/shared/xit_runs)"
+        )
     prelude, spec_arg, spec_env = _spec_argument(Path(spec_path))
     sets = " ".join(f"--set {shlex.quote(o)}" for o in job_overrides)
     entrypoint = f"{prelude}python -m xit_dist.cli run {spec_arg} {sets}"
