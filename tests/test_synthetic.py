@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from xit_dist.data.synthetic import DEMO_LANGUAGES, demo_corpus, publish_once, write_demo_benchmark
+from xit_dist.data.synthetic import DEMO_LANGUAGES, demo_corpus, write_demo_benchmark
+from xit_dist.publish import publish_once
 from xit_dist.model_assets import TINY_CONFIGS, build_builtin_model
 
 NLI_LABEL_NAMES = {"entailment", "neutral", "contradiction"}

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from xit_dist.data.synthetic import GENERATOR_VERSION, demo_corpus, publish_once
+from xit_dist.data.synthetic import GENERATOR_VERSION, demo_corpus
+from xit_dist.publish import publish_once
 
 ASSETS_VERSION = "2"  # bump whenever the built files change: cached builds are keyed on it
 MARKER_NAME = "xit_builtin_model.json"

@@ -3,7 +3,6 @@ done) -> zero-shot evaluation -> MLflow and the console table."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import time
