@@ -52,14 +52,16 @@ def predict_shard(model, features, indices: list[int], job: EvalJob, tokenizer, 
     from transformers import DataCollatorWithPadding
 
     collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
-    lengths = [len(ids) for ids in features["input_ids"]]
+    # Columns as plain lists once: indexing the dataset row by row in the loop reads Arrow per row.
+    input_ids, attention_mask = features["input_ids"], features["attention_mask"]
+    lengths = [len(ids) for ids in input_ids]
     batches = length_sorted_batches(lengths, indices, job.batch_size)
     padded_total = equal_batch_count(batches, device)
     filler = batches[0] if batches else [0]  # any real row keeps the forward pass valid
     out: dict[int, Any] = {}
     for step in range(padded_total):
         batch_indices = batches[step] if step < len(batches) else filler
-        rows = [{k: features[i][k] for k in ("input_ids", "attention_mask")} for i in batch_indices]
+        rows = [{"input_ids": input_ids[i], "attention_mask": attention_mask[i]} for i in batch_indices]
         batch = {k: v.to(device) for k, v in collate(rows).items()}
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=job.bf16):
             logits = model(**batch).logits.float()

@@ -12,11 +12,7 @@ import torch
 def tensors_fingerprint(named: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype | None = None) -> str:
     digest = hashlib.sha256()
     for name, tensor in sorted(named, key=lambda item: item[0]):
-        value = tensor.detach().to("cpu")
-        if dtype is not None:
-            value = value.to(dtype)
-        digest.update(name.encode())
-        digest.update(value.contiguous().view(torch.uint8).numpy().tobytes())
+        _update(digest, name, tensor, dtype)
     return digest.hexdigest()
 
 
@@ -24,19 +20,31 @@ def state_dict_fingerprint(state: Mapping[str, torch.Tensor], names: Iterable[st
     return tensors_fingerprint(((n, state[n]) for n in names), dtype)
 
 
-def module_fingerprint(module: torch.nn.Module) -> tuple[str, list[str], torch.dtype]:
-    """Fingerprint of a module's full parameters, gathering ZeRO-3 partitions one at a time
-    (a collective: every rank must call it). Returns (hash, parameter names, dtype)."""
-    named = list(module.named_parameters())
-    partitioned = any(hasattr(p, "ds_id") for _, p in named)
-    gathered: list[tuple[str, torch.Tensor]] = []
-    if partitioned:
-        import deepspeed
+def module_fingerprint(module: torch.nn.Module, compute: bool = True) -> tuple[str | None, torch.dtype]:
+    """Fingerprint of a module's full parameters and their dtype, gathering ZeRO-3 partitions
+    one at a time (a collective: every rank must call it). Only a rank with ``compute`` copies
+    and hashes them, one parameter at a time; the others return ``None``."""
+    import contextlib
 
-        for name, param in named:
-            with deepspeed.zero.GatheredParameters([param], modifier_rank=None):
-                gathered.append((name, param.detach().to("cpu").clone()))
-    else:
-        gathered = [(name, param.detach()) for name, param in named]
-    dtype = gathered[0][1].dtype
-    return tensors_fingerprint(gathered), [n for n, _ in gathered], dtype
+    named = sorted(module.named_parameters(), key=lambda item: item[0])
+    dtype = named[0][1].dtype
+    digest = hashlib.sha256() if compute else None
+    for name, param in named:
+        if hasattr(param, "ds_id"):  # a ZeRO-3 partition
+            import deepspeed
+
+            gathered = deepspeed.zero.GatheredParameters([param], modifier_rank=None)
+        else:
+            gathered = contextlib.nullcontext()
+        with gathered:
+            if digest is not None:
+                _update(digest, name, param)
+    return (digest.hexdigest() if digest is not None else None), dtype
+
+
+def _update(digest, name: str, tensor: torch.Tensor, dtype: torch.dtype | None = None) -> None:
+    value = tensor.detach().to("cpu")
+    if dtype is not None:
+        value = value.to(dtype)
+    digest.update(name.encode())
+    digest.update(value.contiguous().view(torch.uint8).numpy().tobytes())

@@ -246,7 +246,7 @@ def train_phase_worker(config: dict[str, Any]) -> None:
     engine, _, _, _ = deepspeed.initialize(
         model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config, dist_init_required=False
     )
-    init_fingerprint, _, _ = module_fingerprint(engine.module.base_model)
+    init_fingerprint, _ = module_fingerprint(engine.module.base_model, compute=rank == 0)  # rank 0 writes the record
 
     resumed = resume_from_checkpoint(engine, rank)
     progress, rng = resumed or ({"global_step": 0, "init_encoder_fingerprint": init_fingerprint, "losses": []}, None)
@@ -277,7 +277,7 @@ def train_phase_worker(config: dict[str, Any]) -> None:
 
         progress["evaluation"] = evaluate_languages(engine.module, tokenizer, job.evaluation, rank, world_size, engine.device)
 
-    final_fingerprint, _, dtype = module_fingerprint(engine.module.base_model)
+    final_fingerprint, dtype = module_fingerprint(engine.module.base_model, compute=rank == 0)
     progress.update(
         final_engine_fingerprint=final_fingerprint,
         engine_dtype=str(dtype).removeprefix("torch."),
