@@ -14,6 +14,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 @pytest.fixture(scope="session")
+def finished_grid(ray_cluster, tmp_path_factory):
+    """A tiny grid whose first driver was killed after one phase, rerun to the end (shared by
+    tests/test_grid.py and tests/test_report.py: trained once per session)."""
+    from tests.grid_fixtures import interrupted_then_finished
+
+    return interrupted_then_finished(tmp_path_factory.mktemp("grid"))
+
+
+@pytest.fixture(scope="session")
 def ray_cluster():
     """A real local Ray cluster, started once (each start costs seconds and memory)."""
     import ray

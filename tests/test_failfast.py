@@ -75,3 +75,13 @@ def test_cluster_without_the_resources_the_spec_needs(ray_cluster, tmp_path):
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("tests")
     assert client.search_runs([experiment.experiment_id]) == []  # and no run left dangling
+
+
+def test_qa_windows_without_room_for_context_are_refused_before_ray(tmp_path):
+    """The tokenizer would panic inside a worker without naming a setting."""
+    from xit_dist.errors import SpecError
+    from xit_dist.preflight import preflight
+
+    tree = small_spec_tree(tmp_path, intermediate=(), target="xquad")  # max_seq_length 64, doc_stride 128
+    with pytest.raises(SpecError, match=r"^target: training.doc_stride 128 must be smaller"):
+        preflight(validate_tree(tree))

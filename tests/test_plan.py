@@ -50,6 +50,33 @@ def test_model_states_are_deepspeeds_own_figures(xlmr_large_size, stage, config)
     assert ours.model_states_bytes == int(expected)
 
 
+def test_every_shipped_config_matches_deepspeeds_estimators_at_any_scale(xlmr_large_size):
+    """Each file in ds_configs/ at 1 to 64 GPUs: the plan's model-state figure is the one
+    DeepSpeed's own estimator gives for that stage and offload setting (read from the file)."""
+    from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
+    from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs
+
+    from xit_dist.train.ds_config import load_ds_config, resolve_ds_config
+
+    P, largest = xlmr_large_size.total_params, xlmr_large_size.largest_layer_params
+    # file -> (estimator, offload optimizer, offload parameters); ZeRO-1 has no estimator of its own
+    shipped = {"zero1": (2, False, False), "zero2": (2, False, False), "zero3": (3, False, False), "zero3_offload": (3, True, True)}
+    for name, (estimator, offload_optimizer, offload_params) in shipped.items():
+        config = load_ds_config(resolve_ds_config(name))
+        for gpus in (1, 2, 8, 64):
+            if estimator == 2:
+                expected = estimate_zero2_model_states_mem_needs(P, num_gpus_per_node=gpus, cpu_offload=offload_optimizer)[1]
+            else:
+                expected = estimate_zero3_model_states_mem_needs(
+                    P, largest, num_gpus_per_node=gpus, cpu_offload=offload_optimizer, cpu_offload_params=offload_params, zero_init=True
+                )[1]
+            ours = estimate(xlmr_large_size, config, gpus, micro_batch=4, seq_len=256, bf16=True)
+            assert ours.model_states_bytes == int(expected), (name, gpus)
+    # offloading parameters leaves only the largest layer on the GPU: 4 bytes x 256M embedding rows
+    offloaded = estimate(xlmr_large_size, load_ds_config(resolve_ds_config("zero3_offload")), 8, 4, 256, True)
+    assert offloaded.model_states_bytes == 4 * largest
+
+
 def test_activation_formula_by_hand(xlmr_large_size):
     # 24 layers x s*b*h*(34 + 5*a*s/h) with s=256, b=4, h=1024, a=16: 34 + 5*16*256/1024 = 54
     assert activation_bytes(xlmr_large_size, 4, 256, bf16=True) == 24 * 256 * 4 * 1024 * 54

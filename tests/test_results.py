@@ -61,3 +61,13 @@ def test_length_sorted_batches_group_similar_lengths():
     lengths = [5, 1, 9, 3, 7, 2]
     batches = length_sorted_batches(lengths, [0, 1, 2, 3, 4, 5], 2)
     assert batches == [[1, 5], [3, 0], [4, 2]]
+
+
+def test_length_sorted_batches_end_before_padding_exceeds_the_cap():
+    lengths = [20, 20, 20, 21, 30, 30, 31, 31]
+    batches = length_sorted_batches(lengths, list(range(8)), batch_size=8, max_padding=0.05)
+    # 20,20,20 + 21 pads 3 of 84 tokens (3.6%): kept; a 30 would pad 39 of 150 (26%): a new batch, though 8 rows fit
+    assert batches == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    for batch in length_sorted_batches([5, 6, 7, 8, 9, 10, 40], list(range(7)), batch_size=64, max_padding=0.05):
+        padded = len(batch) * max([5, 6, 7, 8, 9, 10, 40][i] for i in batch)
+        assert padded - sum([5, 6, 7, 8, 9, 10, 40][i] for i in batch) <= 0.05 * padded

@@ -21,8 +21,12 @@ def _spec_arguments(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xit-dist", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run intermediate -> target -> zero-shot evaluation")
+    run = commands.add_parser("run", help="run intermediate -> target -> zero-shot evaluation (a spec, or a grid of them)")
     _spec_arguments(run)
+    run.add_argument(
+        "--max-concurrent-phases", type=int, metavar="N",
+        help="grids: worker groups (phases, evaluations) at once; default: as many as the cluster's CPUs/GPUs hold",
+    )
     validate = commands.add_parser("validate", help="print the resolved spec, or one-line errors; starts nothing")
     _spec_arguments(validate)
     plan = commands.add_parser("plan", help="phases, what is done, and per-GPU memory estimates; starts nothing")
@@ -38,9 +42,32 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("job", help="job id (xit-dist jobs lists them)")
     logs.add_argument("--follow", action="store_true", help="stream until the job ends; exit 0 if it succeeded, 1 otherwise")
     _address_argument(logs)
+    data = commands.add_parser("data", help="load a task's data as a run would: rows, labels, token lengths, dropped rows")
+    data.add_argument("task", help="registered task name (xit-dist data --help lists them)")
+    data.add_argument("--split", default="train", help="train (default), validation or test")
+    data.add_argument("--lang", dest="languages", action="append", metavar="L", help="language (repeatable); default: all of the task's")
+    data.add_argument("--data-files", nargs="+", metavar="PATH", help="a directory in the hub layout (or the task's release files); default: the hub; builtin:demo for the bundled data")
+    data.add_argument("--model", default="builtin:xlmr-tiny", help="whose tokenizer measures lengths (e.g. FacebookAI/xlm-roberta-large)")
+    data.add_argument("--max-seq-length", type=int, default=256)
+    languages = commands.add_parser("languages", help="language metadata: family, script, XLM-R data size group")
+    languages.add_argument("--benchmark", choices=["xtreme", "xtreme-r"], help="only this benchmark's languages")
     stop = commands.add_parser("stop", help="stop a job")
     stop.add_argument("job", help="job id")
     _address_argument(stop)
+    tune = commands.add_parser("tune", help="hyperparameter search for an intermediate task (Ray Tune + Optuna + ASHA)")
+    tune.add_argument("spec", help="search spec (YAML), e.g. ray_configs/tune/mnli.yaml")
+    tune.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a search spec field")
+    tune.add_argument("--resume", action="store_true", help="carry on an interrupted search (same spec)")
+    report = commands.add_parser("report", help="paper-style tables and plots of a grid from MLflow (Markdown, CSV, PNG)")
+    report.add_argument("experiment", help="MLflow experiment name, or a grid file (its store and experiment)")
+    report.add_argument("--tracking-uri", help="MLflow store; default: the grid file's, else MLFLOW_TRACKING_URI, else xit_runs/mlflow.db")
+    report.add_argument("--grid", help="only this grid (xit.grid tag); default: every grid in the experiment")
+    report.add_argument("--out", help="directory for the report files; default: reports/<experiment> under the current directory")
+    ui = commands.add_parser("ui", help="the MLflow UI on the project's tracking store, on 127.0.0.1")
+    ui.add_argument("spec", nargs="?", help="an experiment or search spec whose store to show; default xit_runs/mlflow.db")
+    ui.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a spec field")
+    ui.add_argument("--store", help="a tracking URI or an sqlite file instead")
+    ui.add_argument("--port", type=int, default=5000)
     return parser
 
 
@@ -51,15 +78,30 @@ def _address_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_validate(args) -> int:
+    from xit_dist.grid import is_grid_file, load_grid
     from xit_dist.spec import dump_spec, load_spec
 
+    if is_grid_file(args.spec):
+        grid = load_grid(args.spec, args.overrides)
+        print(f"grid {grid.name}: {len(grid.cells)} valid cells ({grid.shape()})")
+        print("\n".join(f"  {cell.name}" for cell in grid.cells))
+        return 0
     print(dump_spec(load_spec(args.spec, args.overrides)), end="")
     return 0
 
 
 def cmd_run(args) -> int:
+    from xit_dist.grid import is_grid_file, load_grid
     from xit_dist.spec import load_spec
 
+    if is_grid_file(args.spec):
+        grid = load_grid(args.spec, args.overrides)
+        from xit_dist.grid_run import run_grid
+
+        run_grid(grid, args.max_concurrent_phases)
+        return 0
+    if args.max_concurrent_phases is not None:
+        raise XitError("--max-concurrent-phases: only for a grid (a single spec runs its phases in order)")
     spec = load_spec(args.spec, args.overrides)
     from xit_dist.runner import run_experiment
 
@@ -72,13 +114,16 @@ def cmd_plan(args) -> int:
     from xit_dist.spec import load_spec
 
     gpu_memory = parse_memory(args.gpu_memory) if args.gpu_memory else None
-    spec = load_spec(args.spec, args.overrides)
+    from xit_dist.grid import is_grid_file, load_grid
+
+    grid = load_grid(args.spec, args.overrides) if is_grid_file(args.spec) else None
+    spec = None if grid else load_spec(args.spec, args.overrides)
     from xit_dist.logs import quiet_third_party
 
     quiet_third_party()
-    from xit_dist.plan_view import render_plan
+    from xit_dist.plan_view import render_grid_plan, render_plan
 
-    print(render_plan(spec, gpu_memory))
+    print(render_grid_plan(grid, gpu_memory) if grid else render_plan(spec, gpu_memory))
     return 0
 
 
@@ -106,9 +151,54 @@ def cmd_stop(args) -> int:
     return stop_job(args.job, args.address)
 
 
+def cmd_tune(args) -> int:
+    from xit_dist.tune.search_spec import load_search_spec
+
+    search = load_search_spec(args.spec, args.overrides)
+    from xit_dist.tune.search import run_search
+
+    command = " ".join(["xit-dist tune", args.spec, *(f"--set {o}" for o in args.overrides)])
+    summary = run_search(search, args.resume, command)
+    return 0 if summary.finished else 130
+
+
+def cmd_ui(args) -> int:
+    from xit_dist.ui import serve, store_for
+
+    uri, artifacts = store_for(args.spec, args.overrides, args.store)
+    return serve(uri, args.port, artifacts)
+
+
+def cmd_data(args) -> int:
+    from xit_dist.data.inspect import inspect_task
+    from xit_dist.logs import quiet_third_party
+
+    quiet_third_party()
+    print(inspect_task(args.task, args.split, args.languages, args.data_files, args.model, args.max_seq_length))
+    return 0
+
+
+def cmd_languages(args) -> int:
+    from xit_dist.data.inspect import languages_table
+
+    print(languages_table(args.benchmark))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from xit_dist.logs import quiet_third_party
+    from xit_dist.report import write_report
+
+    quiet_third_party()
+    write_report(args.experiment, args.tracking_uri, args.grid, args.out)
+    return 0
+
+
 COMMANDS = {
     "run": cmd_run, "validate": cmd_validate, "plan": cmd_plan,
     "submit": cmd_submit, "jobs": cmd_jobs, "logs": cmd_logs, "stop": cmd_stop,
+    "data": cmd_data, "languages": cmd_languages,
+    "tune": cmd_tune, "ui": cmd_ui, "report": cmd_report,
 }
 
 

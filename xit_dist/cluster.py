@@ -108,10 +108,12 @@ def _spec_argument(spec_path: Path) -> tuple[str, str, dict[str, str]]:
 
 def build_submission(spec_path: str, overrides: list[str]) -> tuple[str, dict]:
     """The entrypoint and runtime_env of the job (after validating the spec here)."""
+    from xit_dist.grid import is_grid_file, load_grid
     from xit_dist.spec import load_spec
 
     job_overrides = [*overrides, "distributed.address=auto"]
-    spec = load_spec(spec_path, job_overrides)
+    # A grid is validated whole; its cells share output_dir, so the first cell's stands for all.
+    spec = load_grid(spec_path, job_overrides).cells[0].spec if is_grid_file(spec_path) else load_spec(spec_path, job_overrides)
     if not Path(spec.output_dir).expanduser().is_absolute():
         # It would resolve inside the job's temporary working_dir copy, deleted after the job.
         raise XitError(

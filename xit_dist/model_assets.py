@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from xit_dist.data.synthetic import GENERATOR_VERSION, demo_corpus
+from xit_dist.data.synthetic import demo_corpus, generator_version
 from xit_dist.publish import publish_once
 
 ASSETS_VERSION = "2"  # bump whenever the built files change: cached builds are keyed on it
@@ -147,7 +147,7 @@ def build_builtin_model(name: str, out_dir: Path, *, seed: int = 0) -> Path:
         raise ValueError(f"unknown built-in model {name!r}; known: {', '.join(sorted(TINY_CONFIGS))}")
     # The tokenizer is trained on the synthetic corpus, so a new generator version means a new build.
     identity = {
-        "builtin_model": name, "assets_version": ASSETS_VERSION, "corpus_version": GENERATOR_VERSION, "seed": seed,
+        "builtin_model": name, "assets_version": ASSETS_VERSION, "corpus_version": generator_version(), "seed": seed,
     }
     return publish_once(
         Path(out_dir), marker=MARKER_NAME, identity=identity, build=lambda directory: _build(name, directory, seed)

@@ -4,22 +4,24 @@ done) -> zero-shot evaluation -> MLflow and the console table."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from xit_dist.data.stage import stage_data
 from xit_dist.evaluate.results import TaskResults
-from xit_dist.plan import Phase, build_plan, phase_dir
+from xit_dist.plan import EncoderEvaluation, Phase, build_plan, encoder_evaluation, phase_dir, phases_root
 from xit_dist.preflight import ResolvedInputs, preflight
 from xit_dist.spec import ExperimentSpec, dump_spec
 from xit_dist.storage import check_shared_storage, cluster_hosts
 from xit_dist.tasks import get_task
 from xit_dist.tracking import Tracker, flatten, resolve_tracking_uri
 from xit_dist.train.ds_config import load_ds_config, resolve_ds_config
-from xit_dist.train.jobs import EvalJob, PhaseJob
-from xit_dist.train.phase import PhaseOutcome, PhaseResources, run_phase
+from xit_dist.train.jobs import EvalJob, FormatOptions, PhaseJob
+from xit_dist.train.phase import DONE_FILE, PhaseOutcome, PhaseResources, output_subdir, run_phase
 
 
 @dataclass
@@ -40,6 +42,9 @@ def say(message: str) -> None:
     print(f"[{stamp:6.1f}s] {message}" if message else "", file=sys.stdout, flush=True)
 
 
+API_SERVER_ENV = "RAY_API_SERVER_ADDRESS"
+
+
 def start_ray(address: str | None) -> None:
     """Connect to the cluster the spec names, or start a local Ray in-process."""
     import ray
@@ -50,8 +55,35 @@ def start_ray(address: str | None) -> None:
 
     # address None: always a new local instance ("local"), never a `ray start` cluster that
     # happens to run on this machine; name one ("auto", "host:port") to use a cluster.
-    local = {"dashboard_host": "127.0.0.1"} if address is None else {}
-    ray.init(address=address or "local", logging_level="WARNING", runtime_env={"env_vars": WORKER_ENV}, **local)
+    if address is not None:
+        ray.init(address=address, logging_level="WARNING", runtime_env={"env_vars": WORKER_ENV})
+        return
+    # Ray Train frees a run's resources when its driver dies (a trial a search stopped) through
+    # the State API, which finds "the" cluster of a machine by auto-detection and fails when
+    # several Ray instances run there. The instance's own dashboard address, in the environment
+    # its processes start with (and so every worker), removes the guess. It is taken back out of
+    # this process's environment: it would redirect later Jobs API calls to other clusters.
+    port = _free_local_port()
+    previous = os.environ.get(API_SERVER_ENV)
+    os.environ[API_SERVER_ENV] = f"http://127.0.0.1:{port}"
+    try:
+        ray.init(
+            address="local", logging_level="WARNING", runtime_env={"env_vars": WORKER_ENV},
+            dashboard_host="127.0.0.1", dashboard_port=port,
+        )
+    finally:
+        if previous is None:
+            os.environ.pop(API_SERVER_ENV, None)
+        else:
+            os.environ[API_SERVER_ENV] = previous
+
+
+def _free_local_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def check_cluster_resources(spec: ExperimentSpec) -> None:
@@ -69,6 +101,24 @@ def check_cluster_resources(spec: ExperimentSpec) -> None:
         )
 
 
+def _optional_str(path: Path | None) -> str | None:
+    return str(path) if path else None
+
+
+def format_options(spec: ExperimentSpec, phase: Phase | EncoderEvaluation) -> FormatOptions:
+    """How the phase's task is featurised (its training settings) and decoded (the evaluation's)."""
+    training, evaluation = phase.training, spec.evaluation
+    return FormatOptions(
+        max_seq_length=training.max_seq_length,
+        doc_stride=training.doc_stride,
+        max_query_length=training.max_query_length,
+        n_best=evaluation.n_best,
+        max_answer_length=evaluation.max_answer_length,
+        retrieval_layer=evaluation.retrieval_layer,
+        pooling=evaluation.pooling,
+    )
+
+
 def phase_job(spec: ExperimentSpec, phase: Phase, init_dir: str, inputs: ResolvedInputs, tracking_uri: str, run_id: str) -> PhaseJob:
     evaluation = eval_job(spec, phase, inputs) if phase.kind == "target" else None
     return PhaseJob(
@@ -77,9 +127,11 @@ def phase_job(spec: ExperimentSpec, phase: Phase, init_dir: str, inputs: Resolve
         task=phase.task,
         init_dir=init_dir,
         tokenizer_dir=inputs.model_dir,
-        data_dir=str(inputs.data_dir) if inputs.data_dir else None,
+        model_revision=spec.model.revision,
+        data_dir=_optional_str(inputs.data_dir_for(phase.task)),
         data_revision=spec.data.revision,
         training=phase.training.model_dump(),
+        options=format_options(spec, phase),
         seed=spec.seed,
         ds_config=load_ds_config(resolve_ds_config(spec.distributed.deepspeed_config)),
         bf16=spec.distributed.bf16,
@@ -87,23 +139,27 @@ def phase_job(spec: ExperimentSpec, phase: Phase, init_dir: str, inputs: Resolve
         tracking_uri=tracking_uri,
         mlflow_run_id=run_id,
         evaluation=evaluation,
+        stage=stage_data(spec.intermediate[phase.index], inputs) if phase.kind == "intermediate" else None,
     )
 
 
-def eval_job(spec: ExperimentSpec, phase: Phase, inputs: ResolvedInputs, model_dir: Path | None = None) -> EvalJob:
+def eval_job(spec: ExperimentSpec, phase: Phase | EncoderEvaluation, inputs: ResolvedInputs, model_dir: Path | str | None = None) -> EvalJob:
     return EvalJob(
         phase_id=phase.id,
         task=phase.task,
         model_dir=str(model_dir) if model_dir else None,
-        data_dir=str(inputs.data_dir) if inputs.data_dir else None,
+        model_revision=spec.model.revision,
+        data_dir=_optional_str(inputs.data_dir_for(phase.task)),
         data_revision=spec.data.revision,
         split=spec.evaluation.split,
         languages=inputs.eval_languages,
         batch_size=spec.evaluation.batch_size,
-        max_seq_length=phase.training.max_seq_length,
+        options=format_options(spec, phase),
         max_examples_per_language=spec.evaluation.max_examples_per_language,
         bf16=spec.distributed.bf16,
         cpus_per_worker=spec.distributed.cpus_per_worker,
+        perturbations=spec.evaluation.perturbations,
+        calibration=spec.evaluation.calibration,
     )
 
 
@@ -111,88 +167,195 @@ def evaluate_target(spec: ExperimentSpec, phase: Phase, outcome: PhaseOutcome, i
     """Use the evaluation the target phase ran on its workers when its settings match;
     otherwise (a reused phase, other languages...) evaluate the saved model in its own worker group.
     Cached per (phase, evaluation settings) under the phase directory."""
-    from xit_dist.evaluate.zero_shot import evaluation_key, run_evaluation
-
     job = eval_job(spec, phase, inputs, outcome.output_dir)
+    return cached_evaluation(spec, job, phase_dir(spec, phase) / "eval", inputs, storage, outcome.record.get("evaluation"))
+
+
+def evaluate_encoder(spec: ExperimentSpec, evaluation: EncoderEvaluation, model_dir: str, inputs: ResolvedInputs, storage: str) -> TaskResults:
+    """A target without a training phase (retrieval): its own worker group evaluates the encoder
+    in ``model_dir`` (the last intermediate phase's, or the base model) as it is. Cached per
+    (encoder, evaluation settings) under ``phases/<evaluation id>/eval/``."""
+    from transformers import AutoConfig
+
+    from xit_dist.tasks.formats.retrieval import hidden_layer
+
+    job = eval_job(spec, evaluation, inputs, model_dir)
+    hidden_layer(AutoConfig.from_pretrained(model_dir, revision=job.model_revision).num_hidden_layers, job.options)  # a bad retrieval_layer fails before Ray
+    return cached_evaluation(spec, job, phases_root(spec) / evaluation.id / "eval", inputs, storage, None)
+
+
+def cached_evaluation(spec: ExperimentSpec, job: EvalJob, cache_dir: Path, inputs: ResolvedInputs, storage: str, live: dict | None) -> TaskResults:
+    """The cached results of ``job``, else those its phase computed live (same settings), else a
+    stand-alone evaluation worker group on ``job.model_dir``."""
+    from xit_dist.evaluate.zero_shot import evaluation_key, run_evaluation
+    from xit_dist.tasks.formats import get_format
+
     key = evaluation_key(job)
-    cache = phase_dir(spec, phase) / "eval" / f"{key}.json"
+    cache = cache_dir / f"{key}.json"
     if cache.is_file():
         evaluation = json.loads(cache.read_text())
-    elif outcome.record.get("evaluation", {}).get("key") == key:
-        evaluation = outcome.record["evaluation"]
+    elif live and live.get("key") == key:
+        evaluation = live
     else:
-        say(f"== evaluation {phase.task} ({spec.evaluation.split}) of {outcome.output_dir}")
+        say(f"== evaluation {job.task} ({spec.evaluation.split}) of {job.model_dir}")
         evaluation = run_evaluation(
-            job, spec.distributed.num_workers, spec.distributed.use_gpu, storage, f"{phase.id}-eval-{key}-{int(time.time())}"
+            job, spec.distributed.num_workers, spec.distributed.use_gpu, storage, f"{job.phase_id}-eval-{key}-{int(time.time())}"
         )
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(evaluation, indent=2))
     per_language = {lang: evaluation["results"][lang] for lang in inputs.eval_languages}
-    task = get_task(phase.task)
-    chance = 100.0 / task.num_labels if task.metric == "accuracy" else None
-    return TaskResults(phase.task, spec.evaluation.split, per_language, evaluation["counts"], chance)
+    task = get_task(job.task)
+    chance = get_format(task.format).chance(task)
+    from xit_dist.evaluate.robustness import robustness_part
+
+    return TaskResults(job.task, spec.evaluation.split, per_language, evaluation["counts"], chance, robustness_part(evaluation))
 
 
-def run_experiment(spec: ExperimentSpec, out: Callable[[str], None] = say) -> RunSummary:
+@dataclass
+class PreparedRun:
+    """One spec made ready to run: its directories, checked inputs, phases and MLflow store.
+    ``run_experiment`` runs one; a grid prepares one per cell and schedules their phases."""
+
+    spec: ExperimentSpec
+    output_dir: Path
+    run_dir: Path
+    inputs: ResolvedInputs
+    phases: list[Phase]
+    tracking_uri: str
+
+    @property
+    def storage(self) -> str:
+        """Ray Train's storage path: checkpoints of every phase, on the storage every node reads."""
+        return str(self.output_dir / "ray")
+
+    @property
+    def resources(self) -> PhaseResources:
+        d = self.spec.distributed
+        return PhaseResources(d.num_workers, d.use_gpu, d.cpus_per_worker, d.max_failures, self.storage)
+
+    def init_dir(self, phase: Phase | EncoderEvaluation) -> str:
+        """Where a phase starts (the encoder an encoder evaluation reads): its upstream phase's
+        saved encoder, or the pretrained model."""
+        if phase.upstream is None:
+            return self.inputs.model_dir
+        return str(output_subdir(phase_dir(self.spec, phase.upstream), phase.upstream.saves))
+
+
+def prepare_run(spec: ExperimentSpec, out: Callable[[str], None] = say, inputs: ResolvedInputs | None = None) -> PreparedRun:
+    """Directories and spec.yaml, preflight (skipped when ``inputs`` were checked already), plan."""
     output_dir = Path(spec.output_dir).expanduser().resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     run_dir = output_dir / "runs" / spec.name
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "spec.yaml").write_text(dump_spec(spec))
+    if inputs is None:
+        out(f"== preflight: model {spec.model.name_or_path}, data {spec.data.local_dir or 'hub'}")
+        inputs = preflight(spec)
+    return PreparedRun(spec, output_dir, run_dir, inputs, build_plan(spec), resolve_tracking_uri(spec.tracking.uri, output_dir))
 
+
+def open_tracker(run: PreparedRun) -> Tracker:
+    artifact_root = run.output_dir / "mlartifacts" if run.tracking_uri.startswith("sqlite") else None
+    return Tracker(run.tracking_uri, run.spec.tracking.experiment, artifact_root)
+
+
+def open_parent_run(tracker: Tracker, run: PreparedRun, tags: dict[str, str] | None = None) -> str:
+    """The run's MLflow parent, found again by the spec's fingerprint on a rerun."""
+    spec = run.spec
+    parent = tracker.parent_run(spec.name, spec.fingerprint())
+    tracker.log_params(parent, flatten(spec.model_dump(mode="json")))
+    intermediate = ",".join(s.task for s in spec.intermediate) or "none"
+    tracker.set_tags(parent, {"xit.target": spec.target.task, "xit.intermediate": intermediate, **(tags or {})})
+    tracker.log_artifacts(parent, [run.run_dir / "spec.yaml"])
+    return parent
+
+
+def open_phase_run(tracker: Tracker, run: PreparedRun, parent: str, phase: Phase) -> str:
+    """The phase's child run under ``parent``, found again by the phase hash."""
+    tags = {"xit.phase_id": phase.id, "xit.kind": phase.kind, "xit.task": phase.task}
+    child = tracker.child_run(parent, f"{phase.kind}:{phase.task}", phase.hash, tags)
+    params = {"phase.task": phase.task, "phase.kind": phase.kind, "phase.init": run.init_dir(phase), **flatten(phase.training.model_dump(), "training.")}
+    tracker.log_params(child, params)
+    return child
+
+
+def open_evaluation_run(tracker: Tracker, run: PreparedRun, parent: str, evaluation: EncoderEvaluation) -> str:
+    """The child run of a target evaluated straight from an encoder (no training phase)."""
+    tags = {"xit.phase_id": evaluation.id, "xit.kind": "evaluation", "xit.task": evaluation.task}
+    child = tracker.child_run(parent, f"evaluation:{evaluation.task}", evaluation.hash, tags)
+    params = {"evaluation.task": evaluation.task, "evaluation.encoder": run.init_dir(evaluation),
+              "evaluation.max_seq_length": str(evaluation.training.max_seq_length)}
+    tracker.log_params(child, params)
+    return child
+
+
+def record_phase(tracker: Tracker, run: PreparedRun, phase: Phase, child: str) -> None:
+    """The phase's record beside its child run; an intermediate phase's run ends here, the
+    target's when its evaluation is logged."""
+    tracker.log_artifacts(child, [phase_dir(run.spec, phase) / DONE_FILE])
+    if phase.kind != "target":
+        tracker.finish(child)
+
+
+def log_results(tracker: Tracker, run: PreparedRun, parent: str, target_child: str, results: TaskResults) -> None:
+    """Zero-shot results on the target phase's run and the parent; both runs end here."""
+    artifacts = results.write(run.run_dir)
+    for run_id in (target_child, parent):
+        tracker.log_metrics(run_id, results.mlflow_metrics())
+        tracker.log_artifacts(run_id, artifacts, "results")
+    tracker.finish(target_child)
+    tracker.finish(parent)
+
+
+def fail_open_runs(tracker: Tracker, run_ids: list[str]) -> None:
+    for run_id in run_ids:
+        if tracker.client.get_run(run_id).info.status == "RUNNING":
+            tracker.finish(run_id, "FAILED")
+
+
+def check_cluster(run: PreparedRun) -> None:
+    """Connect to (or start) Ray, then refuse a cluster too small or without shared storage."""
+    start_ray(run.spec.distributed.address)
+    check_cluster_resources(run.spec)
+    check_shared_storage(run.output_dir, cluster_hosts(), run.spec.distributed.assume_shared_storage)
+
+
+def run_experiment(spec: ExperimentSpec, out: Callable[[str], None] = say) -> RunSummary:
     from xit_dist.logs import quiet_third_party
 
     quiet_third_party()
-    out(f"== preflight: model {spec.model.name_or_path}, data {spec.data.local_dir or 'hub'}")
-    inputs = preflight(spec)
-    phases = build_plan(spec)
-    tracking_uri = resolve_tracking_uri(spec.tracking.uri, output_dir)
-    tracker = Tracker(tracking_uri, spec.tracking.experiment, output_dir / "mlartifacts" if tracking_uri.startswith("sqlite") else None)
-    start_ray(spec.distributed.address)
-    check_cluster_resources(spec)
-    check_shared_storage(output_dir, cluster_hosts(), spec.distributed.assume_shared_storage)
-
-    parent = tracker.parent_run(spec.name, spec.fingerprint())
-    tracker.log_params(parent, flatten(spec.model_dump(mode="json")))
-    tracker.set_tags(parent, {"xit.target": spec.target.task, "xit.intermediate": ",".join(s.task for s in spec.intermediate) or "none"})
-    tracker.log_artifacts(parent, [run_dir / "spec.yaml"])
-    storage = str(output_dir / "ray")
-    resources = PhaseResources(
-        spec.distributed.num_workers, spec.distributed.use_gpu, spec.distributed.cpus_per_worker, spec.distributed.max_failures, storage
-    )
-    init_dir = inputs.model_dir
+    run = prepare_run(spec, out)
+    tracker = open_tracker(run)
+    check_cluster(run)
+    parent = open_parent_run(tracker, run)
     outcomes: list[PhaseOutcome] = []
     child_ids: dict[str, str] = {}
     try:
-        for phase in phases:
-            child = tracker.child_run(parent, f"{phase.kind}:{phase.task}", phase.hash, {"xit.phase_id": phase.id, "xit.kind": phase.kind, "xit.task": phase.task})
-            child_ids[phase.id] = child
-            tracker.log_params(child, {"phase.task": phase.task, "phase.kind": phase.kind, "phase.init": init_dir, **flatten(phase.training.model_dump(), "training.")})
-            out(f"== phase {phase.index + 1}/{len(phases)} {phase.kind} {phase.task} [{phase.id}] from {init_dir}")
-            outcome = run_phase(phase_job(spec, phase, init_dir, inputs, tracking_uri, child), phase.saves, phase_dir(spec, phase), resources)
+        for phase in run.phases:
+            child = child_ids[phase.id] = open_phase_run(tracker, run, parent, phase)
+            init_dir = run.init_dir(phase)
+            out(f"== phase {phase.index + 1}/{len(run.phases)} {phase.kind} {phase.task} [{phase.id}] from {init_dir}")
+            outcome = run_phase(phase_job(spec, phase, init_dir, run.inputs, run.tracking_uri, child), phase.saves, phase_dir(spec, phase), run.resources)
             if outcome.reused:
                 out(f"   already trained: reusing {outcome.output_dir}")
-            tracker.log_artifacts(child, [phase_dir(spec, phase) / "phase.json"])
+            record_phase(tracker, run, phase, child)
             outcomes.append(outcome)
-            init_dir = str(outcome.output_dir)
-            if phase.kind != "target":
-                tracker.finish(child)
 
-        target_phase, target_outcome = phases[-1], outcomes[-1]
-        results = evaluate_target(spec, target_phase, target_outcome, inputs, storage)
-        artifacts = results.write(run_dir)
-        for run_id in (child_ids[target_phase.id], parent):
-            tracker.log_metrics(run_id, results.mlflow_metrics())
-            tracker.log_artifacts(run_id, artifacts, "results")
-        tracker.finish(child_ids[target_phase.id])
-        tracker.finish(parent)
+        evaluation = encoder_evaluation(spec, run.phases)
+        if evaluation is None:
+            target_phase, target_outcome = run.phases[-1], outcomes[-1]
+            results = evaluate_target(spec, target_phase, target_outcome, run.inputs, run.storage)
+            target_child = child_ids[target_phase.id]
+        else:
+            target_child = child_ids[evaluation.id] = open_evaluation_run(tracker, run, parent, evaluation)
+            out(f"== {evaluation.task}: no training phase; evaluating {evaluation.encoder}: {run.init_dir(evaluation)}")
+            results = evaluate_encoder(spec, evaluation, run.init_dir(evaluation), run.inputs, run.storage)
+        log_results(tracker, run, parent, target_child, results)
     except BaseException:
-        for run_id in [*child_ids.values(), parent]:
-            if tracker.client.get_run(run_id).info.status == "RUNNING":
-                tracker.finish(run_id, "FAILED")
+        fail_open_runs(tracker, [*child_ids.values(), parent])
         raise
 
     out("")
     out(results.table())
-    out(f"\nresults: {run_dir}\nMLflow: {tracking_uri} (experiment {spec.tracking.experiment!r}, run {parent})")
-    return RunSummary(run_dir, tracking_uri, parent, child_ids, outcomes, results)
+    out(f"\nresults: {run.run_dir}\nMLflow: {run.tracking_uri} (experiment {spec.tracking.experiment!r}, run {parent})")
+    return RunSummary(run.run_dir, run.tracking_uri, parent, child_ids, outcomes, results)

@@ -15,10 +15,23 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from xit_dist.errors import SpecError
+from xit_dist.data.augment import AugmentOptions
+from xit_dist.data.mlm import MlmOptions
+from xit_dist.data.perturb import PerturbationOptions
+from xit_dist.data.subsample import SubsampleOptions
 from xit_dist.tasks import get_task, task_names
 from xit_dist.train.ds_config import resolve_ds_config
 
 BUILTIN_PREFIX = "builtin:"
+STAGE_OPTION_FIELDS = ("tasks", "sampling", "temperature", "examples_cap", "subsample", "augment", "languages", "language_files", "mlm")
+RETRIEVAL_MAX_SEQ_LENGTH = 512  # a target evaluated from the encoder: XTREME's and jiant's retrieval length
+
+
+def target_trains(task_name: str) -> bool:
+    """False for tasks whose format has no training phase (retrieval): they are evaluated from an encoder."""
+    from xit_dist.tasks.formats import get_format
+
+    return get_format(get_task(task_name).format).trains
 
 
 class _Strict(BaseModel):
@@ -40,6 +53,8 @@ class TrainingConfig(_Strict):
     adam_epsilon: float = Field(1e-8, gt=0)
     max_grad_norm: float = Field(1.0, gt=0)
     max_seq_length: int = Field(256, ge=8)
+    doc_stride: int = Field(128, gt=0, description="extractive QA: token overlap of the windows over a long context")
+    max_query_length: int = Field(64, gt=0, description="extractive QA: question tokens kept")
     max_train_examples: int | None = Field(None, gt=0, description="first N training rows (debugging)")
     eval_every_n_steps: int | None = Field(
         None, gt=0, description="validate on English dev every N steps and keep the best weights (paper: 1000)"
@@ -51,22 +66,117 @@ class TrainingConfig(_Strict):
 
 
 class StageSpec(_Strict):
-    """One intermediate-training stage: a registered task and how to train on it."""
+    """One intermediate-training stage: a registered task (or a mixture of several) and how to
+    train on it; optionally subsampled, augmented, multilingual or mixed with MLM (the studies'
+    options: ``xit_dist.data.stage``; they are part of the phase's hash)."""
 
-    task: str
+    task: str = Field(..., description="a registered task; a mixture's name is its tasks joined by '+' (set from tasks)")
     training: TrainingConfig = TrainingConfig()
+    training_from: str | None = Field(
+        None, description="'tune:<search name>' or a best.yaml path: train with the best configuration a search found "
+        "(xit-dist tune); values set under training override it"
+    )
+    tasks: list[str] | None = Field(None, min_length=2, description="a multi-task mixture: one head per task on a shared encoder")
+    sampling: Literal["proportional", "uniform", "temperature"] = Field(
+        "proportional", description="mixture: which task each step trains on (jiant's samplers)"
+    )
+    temperature: float = Field(2.0, gt=0, description="mixture, sampling temperature: P(task) ~ size^(1/temperature)")
+    examples_cap: int | None = Field(None, gt=0, description="mixture: sizes above this count as this (jiant's cap)")
+    subsample: SubsampleOptions | None = Field(None, description="keep exactly size training rows (stratified, seeded)")
+    augment: AugmentOptions | None = Field(None, description="adversarial augmentation of the training rows")
+    languages: list[str] | None = Field(None, min_length=1, description="training languages (en: the task's own data)")
+    language_files: dict[str, str] = Field(
+        default_factory=dict, description="language -> directory with the task's training data translated, in the hub layout"
+    )
+    mlm: MlmOptions | None = Field(None, description="mix masked-language modelling on this text into the stage")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mixture_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("tasks") and "task" not in data:
+            data = {**data, "task": "+".join(map(str, data["tasks"]))}
+        return data
 
     @field_validator("task")
     @classmethod
     def _known_task(cls, name: str) -> str:
-        task = get_task(name)  # raises SpecError listing the known tasks
-        if task.train is None:
-            raise ValueError(f"task {name!r} has no training data (it is evaluation-only)")
+        for part in name.split("+"):
+            task = get_task(part)  # raises SpecError listing the known tasks
+            if task.train is None:
+                raise ValueError(f"task {part!r} has no training data (it is evaluation-only)")
         return name
+
+    @model_validator(mode="after")
+    def _stage_options(self) -> "StageSpec":
+        from xit_dist.data.stage import check_stage_options
+
+        check_stage_options(self)
+        return self
+
+    def data_options(self) -> dict[str, Any]:
+        """The studies' options, for the phase hash: empty for a plain stage (its hash is unchanged)."""
+        fields = set(STAGE_OPTION_FIELDS)
+        if all(getattr(self, name) == StageSpec.model_fields[name].get_default(call_default_factory=True) for name in fields):
+            return {}
+        return self.model_dump(mode="json", include=fields)
 
 
 class TargetSpec(StageSpec):
-    """The target task: fine-tuned on its English training set, then evaluated zero-shot."""
+    """The target task: fine-tuned on its English training set, then evaluated zero-shot.
+
+    A task whose format does not train (retrieval: tatoeba, bucc, lareqa, mewslix) has no target
+    phase: it is evaluated straight from the last intermediate phase's encoder, or from the base
+    model when there is none. Its ``training`` may then set only ``max_seq_length`` (how its
+    sentences are featurised; default 512, XTREME's and jiant's retrieval length): any other
+    training setting that differs from its default would silently do nothing, so it is an error.
+    """
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, name: str) -> str:  # replaces StageSpec's check: evaluation-only formats are fine here
+        task = get_task(name)
+        if task.train is None and target_trains(name):
+            raise ValueError(f"task {name!r} has no training data (it is evaluation-only)")
+        return name
+
+    @model_validator(mode="after")
+    def _nothing_to_train(self) -> "TargetSpec":
+        if target_trains(self.task):
+            return self
+        defaults = TrainingConfig()
+        ignored = sorted(
+            name for name in self.training.model_fields_set - {"max_seq_length"}
+            if getattr(self.training, name) != getattr(defaults, name)  # a dumped spec repeats the defaults
+        )
+        if ignored:
+            raise ValueError(
+                f"training.{ignored[0]}: {self.task} is evaluated straight from the encoder (no training phase); "
+                "only training.max_seq_length applies"
+            )
+        if "max_seq_length" not in self.training.model_fields_set:
+            self.training = TrainingConfig(max_seq_length=RETRIEVAL_MAX_SEQ_LENGTH)
+        return self
+
+    @field_validator("training_from")
+    @classmethod
+    def _intermediate_only(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError("searches tune intermediate tasks: use training_from on an intermediate stage")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mixture_name(cls, data: Any) -> Any:  # replaces StageSpec's: the target is one task
+        if isinstance(data, dict) and data.get("tasks"):
+            raise ValueError("tasks: a mixture is an intermediate stage; the target is one task")
+        return data
+
+    @model_validator(mode="after")
+    def _stage_options(self) -> "TargetSpec":  # replaces StageSpec's: the studies' data options are for intermediate stages
+        for name in STAGE_OPTION_FIELDS:
+            if getattr(self, name) != StageSpec.model_fields[name].get_default(call_default_factory=True):
+                raise ValueError(f"{name}: only intermediate stages take {name} (the target trains on its English data)")
+        return self
 
 
 class EvaluationSpec(_Strict):
@@ -74,6 +184,24 @@ class EvaluationSpec(_Strict):
     languages: list[str] | None = Field(None, description="default: every language of the target task")
     batch_size: int = Field(64, gt=0)
     max_examples_per_language: int | None = Field(None, gt=0)
+    n_best: int = Field(20, gt=0, description="extractive QA: start/end candidates per window (XTREME: 20)")
+    max_answer_length: int = Field(30, gt=0, description="extractive QA: longest answer in tokens (XTREME: 30)")
+    retrieval_layer: int | None = Field(
+        None, ge=0, description="retrieval: hidden_states index to pool; default XTREME's 14 of 24 layers, scaled to the model's depth"
+    )
+    pooling: Literal["mean", "cls"] = Field("mean", description="retrieval: sentence embedding pooling (XTREME: mean)")
+    perturbations: list[PerturbationOptions] = Field(
+        default_factory=list, description="also evaluate perturbed copies of each language's data (Study 4; data.perturb)"
+    )
+    calibration: bool = Field(False, description="ECE, Brier and reliability diagrams (extractive QA: span probability vs exact match)")
+
+    @field_validator("perturbations")
+    @classmethod
+    def _unique_names(cls, value: list[PerturbationOptions]) -> list[PerturbationOptions]:
+        names = [p.name for p in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"names {names} repeat; give each perturbation its own name")
+        return value
 
 
 class ModelSpec(_Strict):
@@ -103,6 +231,20 @@ class DataSpec(_Strict):
         "<hub_id>/<config>/<split>.{jsonl,json,parquet,csv}",
     )
     revision: str | None = Field(None, description="hub revision (commit) for every data set")
+    task_files: dict[str, str] = Field(
+        default_factory=dict,
+        description="task -> directory read instead of local_dir / the hub for that task: a mirror in the hub layout, "
+        "or the original release files for tasks without a usable hub copy (ccg, bucc, mewslix, lareqa)",
+    )
+
+    @field_validator("task_files")
+    @classmethod
+    def _task_files_exist(cls, value: dict[str, str]) -> dict[str, str]:
+        for task, directory in value.items():
+            get_task(task)  # SpecError naming the known tasks
+            if not Path(directory).expanduser().is_dir():
+                raise ValueError(f"{task}: directory not found: {directory}")
+        return value
 
     @field_validator("local_dir")
     @classmethod
@@ -152,15 +294,31 @@ class ExperimentSpec(_Strict):
     distributed: DistributedSpec = DistributedSpec()
     tracking: TrackingSpec = TrackingSpec()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _take_searched_training(cls, data: Any) -> Any:
+        """Fold each intermediate stage's ``training_from`` (a search's best.yaml) into its training."""
+        if not isinstance(data, dict):
+            return data
+        from xit_dist.tune.best import resolve_training_from
+
+        return resolve_training_from(data, cls.model_fields["output_dir"].default)
+
+    @model_validator(mode="after")
+    def _check_robustness_options(self) -> "ExperimentSpec":
+        from xit_dist.evaluate.robustness import check_evaluation_options
+
+        check_evaluation_options(get_task(self.target.task), self.evaluation)
+        return self
+
     @model_validator(mode="after")
     def _check_cross_fields(self) -> "ExperimentSpec":
         task = get_task(self.target.task)
         if self.evaluation.languages is not None:
-            unknown = [lang for lang in self.evaluation.languages if lang not in task.languages]
+            known = list(dict.fromkeys([*task.languages, *(task.languages_xtreme_r or ())]))
+            unknown = [lang for lang in self.evaluation.languages if lang not in known]
             if unknown:
-                raise ValueError(
-                    f"evaluation.languages: {unknown} not in {task.name}'s languages {list(task.languages)}"
-                )
+                raise ValueError(f"evaluation.languages: {unknown} not in {task.name}'s languages {known}")
         for where, training in self._trainings():
             micro = training.micro_batch_size or training.batch_size // self.distributed.num_workers
             if micro < 1 or training.batch_size % (micro * self.distributed.num_workers):
@@ -173,7 +331,8 @@ class ExperimentSpec(_Strict):
     def _trainings(self):
         for i, stage in enumerate(self.intermediate):
             yield f"intermediate.{i}", stage.training
-        yield "target", self.target.training
+        if target_trains(self.target.task):
+            yield "target", self.target.training
 
     def fingerprint(self) -> str:
         """Content hash of the resolved spec: identifies a run for resumption."""
@@ -188,40 +347,56 @@ def apply_override(tree: dict, assignment: str) -> None:
     if "=" not in assignment:
         raise SpecError(f"--set {assignment!r}: expected KEY=VALUE")
     dotted, raw = assignment.split("=", 1)
-    keys = dotted.strip().split(".")
-    if not all(keys):
+    if not all(dotted.strip().split(".")):
         raise SpecError(f"--set {assignment!r}: empty key")
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
+    set_field(tree, dotted, value)
+
+
+def set_field(tree: dict, dotted: str, value: Any, origin: str = "--set") -> None:
+    """Set ``key.sub.0.field`` in a spec tree (list items by index); errors name ``origin``
+    (``--set``, a grid axis) and the path."""
+    keys = dotted.strip().split(".")
+    if not all(keys):
+        raise SpecError(f"{origin} {dotted!r}: empty key")
     node: Any = tree
     for depth, key in enumerate(keys[:-1]):
-        node = _descend(node, key, ".".join(keys[: depth + 1]))
+        node = _descend(node, key, ".".join(keys[: depth + 1]), origin)
     last = keys[-1]
     if isinstance(node, list):
-        index = _list_index(node, last, dotted)
+        index = _list_index(node, last, dotted.strip(), origin)
         node[index] = value
     else:
         node[last] = value
 
 
-def _descend(node: Any, key: str, where: str) -> Any:
+def _descend(node: Any, key: str, where: str, origin: str) -> Any:
     if isinstance(node, list):
-        return node[_list_index(node, key, where)]
+        return node[_list_index(node, key, where, origin)]
     if not isinstance(node, dict):
-        raise SpecError(f"--set {where}: not a mapping")
+        raise SpecError(f"{origin} {where}: not a mapping")
     return node.setdefault(key, {})
 
 
-def _list_index(node: list, key: str, where: str) -> int:
+def _list_index(node: list, key: str, where: str, origin: str) -> int:
     if not key.isdigit() or int(key) >= len(node):
-        raise SpecError(f"--set {where}: list index {key!r} out of range (length {len(node)})")
+        raise SpecError(f"{origin} {where}: list index {key!r} out of range (length {len(node)})")
     return int(key)
 
 
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> ExperimentSpec:
     """Read a YAML spec, apply overrides, validate. Raises SpecError with one line."""
+    tree = read_yaml_mapping(path)
+    for assignment in overrides or []:
+        apply_override(tree, assignment)
+    return validate_tree(tree, source=str(path))
+
+
+def read_yaml_mapping(path: str | Path) -> dict:
+    """A YAML file whose top level is a mapping (a spec, a grid); SpecError naming the file and line."""
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: spec file not found")
@@ -234,9 +409,7 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> Experimen
         raise SpecError(f"{path}:{where}: invalid YAML: {problem}") from None
     if not isinstance(tree, dict):
         raise SpecError(f"{path}: expected a mapping at the top level, got {type(tree).__name__}")
-    for assignment in overrides or []:
-        apply_override(tree, assignment)
-    return validate_tree(tree, source=str(path))
+    return tree
 
 
 def validate_tree(tree: dict, source: str = "spec") -> ExperimentSpec:

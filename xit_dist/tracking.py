@@ -90,13 +90,20 @@ class Tracker:
         return run_id
 
     def child_run(self, parent_id: str, run_name: str, phase_hash: str, tags: dict[str, str]) -> str:
-        run_id = self._find(f"tags.`{PARENT_TAG}` = '{parent_id}' and tags.`{PHASE_TAG}` = '{phase_hash}'")
+        return self.nested_run(parent_id, run_name, PHASE_TAG, phase_hash, tags)
+
+    def nested_run(self, parent_id: str, run_name: str, key_tag: str, key: str, tags: dict[str, str]) -> str:
+        """The child of ``parent_id`` whose ``key_tag`` is ``key``, created on first use."""
+        run_id = self.find_nested(parent_id, key_tag, key)
         if run_id is None:
-            all_tags = {PARENT_TAG: parent_id, PHASE_TAG: phase_hash, **tags}
+            all_tags = {PARENT_TAG: parent_id, key_tag: key, **tags}
             run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags).info.run_id
         else:
             self.client.update_run(run_id, status="RUNNING")
         return run_id
+
+    def find_nested(self, parent_id: str, key_tag: str, key: str) -> str | None:
+        return self._find(f"tags.`{PARENT_TAG}` = '{parent_id}' and tags.`{key_tag}` = '{key}'")
 
     def finish(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)

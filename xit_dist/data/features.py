@@ -7,18 +7,42 @@ from pathlib import Path
 from xit_dist.data.loading import load_source
 from xit_dist.tasks.base import DataSource, Task
 from xit_dist.tasks.formats import get_format
+from xit_dist.train.jobs import FormatOptions
 
 
-def task_features(
-    task: Task,
-    source: DataSource,
-    tokenizer,
-    max_length: int,
-    data_dir: str | Path | None,
-    revision: str | None = None,
-    limit: int | None = None,
-):
+def load_rows(source: DataSource, data_dir: str | Path | None, revision: str | None = None, limit: int | None = None):
     rows = load_source(source, Path(data_dir) if data_dir else None, revision)
     if limit is not None and limit < len(rows):
         rows = rows.select(range(limit))
-    return get_format(task.format).featurize(rows, source, tokenizer, max_length)
+    return rows
+
+
+def evaluation_inputs(task: Task, source: DataSource, tokenizer, options: FormatOptions, data_dir, revision=None, limit=None, perturbation=None):
+    """(rows, features) of one evaluation split: the format scores from both. ``perturbation``
+    (``data.perturb.PerturbationOptions``): evaluate a perturbed copy of the rows instead."""
+    rows = load_rows(source, data_dir, revision, limit)
+    if perturbation is not None:
+        from xit_dist.data.perturb import perturb_rows
+
+        rows = perturb_rows(rows, source, perturbation)
+    return rows, get_format(task.format).featurize(task, rows, source, tokenizer, options, for_eval=True)
+
+
+def training_features(task: Task, tokenizer, options: FormatOptions, data_dir, revision=None, limit=None, stage=None):
+    """The task's training features: each training source featurised on its own (their schemas
+    differ: ANLI, SNLI and MNLI under one head), then concatenated; ``limit`` caps the rows.
+    ``stage`` (``StageData``): an intermediate stage's languages, subsample and augmentation
+    (``data.stage.training_rows``)."""
+    from datasets import concatenate_datasets
+
+    from xit_dist.data.stage import training_rows
+
+    fmt = get_format(task.format)
+    parts = [
+        fmt.featurize(task, rows, source, tokenizer, options, for_eval=False)
+        for source, rows in training_rows(task, data_dir, revision, limit, stage)
+    ]
+    features = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+    if limit is not None and limit < len(features):
+        features = features.select(range(limit))
+    return features

@@ -4,22 +4,31 @@ not depend on where they came from."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from pathlib import Path
 
+from xit_dist.data.row_check import first_bad_row
 from xit_dist.errors import DataError
-from xit_dist.tasks.base import DataSource
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # importing the task package here would import every task, and through them this module
+    from xit_dist.tasks.base import DataSource
 
 LOCAL_READERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".tsv": "csv"}
 
 
 def hub_features(schema: dict[str, object]):
-    """The hub's column types as `datasets.Features`."""
-    from datasets import ClassLabel, Features, Value
+    """The hub's column types as `datasets.Features` (see ``DataSource`` for the notation)."""
+    from datasets import ClassLabel, Features, List, Value
 
     def feature(kind):
         if isinstance(kind, tuple) and kind[0] == "classlabel":
             return ClassLabel(names=list(kind[1]))
+        if isinstance(kind, list):
+            return List(feature(kind[0]))
+        if isinstance(kind, dict):
+            return {name: feature(inner) for name, inner in kind.items()}
         return Value(kind)
 
     return Features({name: feature(kind) for name, kind in schema.items()})
@@ -39,31 +48,54 @@ def load_source(source: DataSource, local_dir: Path | None, revision: str | None
     """Rows of ``source`` with exactly the hub's columns and types (extra columns dropped)."""
     import datasets
 
-    if local_dir is not None:
+    if source.reader is not None:
+        if local_dir is None:
+            raise DataError(
+                f"{source.describe()}: no usable hub copy; point data.task_files (or --data-files) at the original release files"
+            )
+        origin = f"{local_dir} ({source.describe()})"
+        rows = source.reader(local_dir, source)
+    elif local_dir is not None:
         path = local_file(local_dir, source)
         origin = str(path)
         reader = LOCAL_READERS[path.suffix]
         options = {"delimiter": "\t"} if path.suffix == ".tsv" else {}
         try:
-            rows = datasets.load_dataset(reader, data_files={"rows": str(path)}, split="rows", **options)
+            with _datasets_errors_silenced():  # the reason is reported below, as one line
+                rows = datasets.load_dataset(reader, data_files={"rows": str(path)}, split="rows", **options)
         except Exception as err:  # datasets raises many types for malformed files
-            raise DataError(f"{path}: cannot read as {reader}: {_first_line(err)}") from None
+            raise DataError(first_bad_row(path, source.schema) or f"{path}: cannot read as {reader}: {_first_line(err)}") from None
     else:
         origin = source.describe()
         try:
-            rows = datasets.load_dataset(source.hub_id, source.config, split=source.split, revision=revision)
+            rows = datasets.load_dataset(source.hub_id, source.config, split=source.split, revision=revision or source.default_revision)
         except Exception as err:
             raise DataError(f"{origin}: cannot load from the hub: {_first_line(err)}") from None
     rows = conform(rows, source, origin)
+    if source.reader is None and local_dir is not None:
+        _refuse_missing_cells(rows, origin)
     if source.language_column is not None:
+        predicate = _equals(source.language) if source.match == "equals" else _starts_with(source.language)
         rows = rows.filter(
-            _equals(source.language),
+            predicate,
             input_columns=[source.language_column],
-            new_fingerprint=derived_fingerprint(rows, "language", source.language_column, source.language),
+            new_fingerprint=derived_fingerprint(rows, "language", source.language_column, source.match, source.language),
         )
         if len(rows) == 0:
-            raise DataError(f"{origin}: no rows with {source.language_column}={source.language!r}")
+            raise DataError(f"{origin}: no rows with {source.language_column} {source.match} {source.language!r}")
     return rows
+
+
+@contextlib.contextmanager
+def _datasets_errors_silenced():
+    import datasets
+
+    previous = datasets.logging.get_verbosity()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL + 10)
+    try:
+        yield
+    finally:
+        datasets.logging.set_verbosity(previous)
 
 
 class _equals:
@@ -76,13 +108,19 @@ class _equals:
         return cell == self.value
 
 
+class _starts_with(_equals):
+    def __call__(self, cell) -> bool:
+        return cell.startswith(self.value)
+
+
 def derived_fingerprint(rows, *parts: object) -> str:
     """`datasets` cache key of a transform: the input's fingerprint plus what the transform does."""
     return hashlib.sha256("|".join([rows._fingerprint, *map(str, parts)]).encode()).hexdigest()[:32]
 
 
 def conform(rows, source: DataSource, origin: str):
-    """Keep the hub's columns, cast to the hub's types; one clear line when a column is missing."""
+    """Keep the hub's columns, cast to the hub's types; one clear line when a column is missing
+    or a value does not fit (naming the row when the origin is a local file)."""
     missing = [name for name in source.schema if name not in rows.column_names]
     if missing:
         raise DataError(f"{origin}: missing column(s) {missing}; expected the hub schema {list(source.schema)}")
@@ -90,7 +128,19 @@ def conform(rows, source: DataSource, origin: str):
     try:
         return rows.cast(hub_features(source.schema))
     except Exception as err:
-        raise DataError(f"{origin}: columns do not match the hub types {source.schema}: {_first_line(err)}") from None
+        located = first_bad_row(Path(origin), source.schema) if Path(origin).is_file() else None
+        raise DataError(located or f"{origin}: columns do not match the hub types {source.schema}: {_first_line(err)}") from None
+
+
+def _refuse_missing_cells(rows, origin: str) -> None:
+    """A key missing from some rows of a local file reads as null: name the first such row
+    (hub data sets have no nulls in these columns)."""
+    table = rows.data.table
+    for name in table.column_names:
+        column = table.column(name)
+        if column.null_count:
+            row = next(i for i, valid in enumerate(column.is_valid().to_pylist()) if not valid)
+            raise DataError(f"{origin}: row {row + 1}: missing column {name!r}")
 
 
 def _first_line(err: Exception) -> str:

@@ -47,7 +47,7 @@ from pathlib import Path
 
 from xit_dist.publish import publish_once
 
-GENERATOR_VERSION = "2"  # bump whenever the output changes: cached builds are keyed on it
+GENERATOR_VERSION = "3"  # bump whenever the output changes: cached builds are keyed on generator_version()
 
 DEMO_LANGUAGES: dict[str, tuple[str, ...]] = {
     "xnli": ("en", "de", "es", "fr", "ru", "sw", "zh"),
@@ -289,6 +289,11 @@ class _Renderer:
         self.lexicon = lexicon
 
     def _clause_pieces(self, clause: _Clause) -> list[str]:
+        return [text for _, text in self.clause_slots(clause)]
+
+    def clause_slots(self, clause: _Clause) -> list[tuple[str, str]]:
+        """(grammar slot, surface text) in word order; a fronted place phrase keeps slot "P" and
+        carries the comma. Word-level tags (the token-tagging demo data) are read off the slots."""
         grammar, word = self.grammar, self.lexicon.get
         place_phrase = grammar.place.format(word(clause.place)) if clause.place else None
         if clause.place == "negative:nowhere":
@@ -304,9 +309,9 @@ class _Renderer:
             "NEG": grammar.negation[0] if clause.negated else None,
             "NEG2": grammar.negation[1] if clause.negated and len(grammar.negation) > 1 else None,
         }
-        pieces = [slots[name] for name in grammar.order if slots[name]]
+        pieces = [(name, slots[name]) for name in grammar.order if slots[name]]
         if clause.place_fronted and place_phrase:
-            pieces = [place_phrase + grammar.comma, *pieces]
+            pieces = [("P", place_phrase + grammar.comma), *pieces]
         return pieces
 
     def sentence(self, clauses: list[_Clause]) -> str:
@@ -602,16 +607,37 @@ def _pawsx_rows(seed: int, language: str, renderer: _Renderer) -> dict[str, list
     return rows
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
+def _write_jsonl(path: Path, rows: list[dict | str]) -> None:
+    """One JSON object per line; a ``str`` row is written as it is (release-format text files, e.g. CCG)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8", newline="\n") as handle:
         for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            handle.write((row if isinstance(row, str) else json.dumps(row, ensure_ascii=False)) + "\n")
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoWorld:
+    """What the demo data of every task format shares: the seed and one renderer per demo
+    language over the same concept lexicon (``xit_dist.data.demo_formats`` builds on it)."""
+
+    seed: int
+    renderers: dict[str, _Renderer]
+
+    @classmethod
+    def build(cls, seed: int) -> "DemoWorld":
+        lexicons = _build_lexicons(seed)
+        return cls(seed, {language: _Renderer(language, lexicons[language]) for language in _GRAMMARS})
+
+    def rng(self, stream: str) -> random.Random:
+        """An independent, reproducible random stream per named use."""
+        return random.Random(f"xit-synthetic/{self.seed}/{stream}")
 
 
 def _build_benchmark(directory: Path, seed: int) -> dict:
-    lexicons = _build_lexicons(seed)
-    renderers = {language: _Renderer(language, lexicons[language]) for language in _GRAMMARS}
+    from xit_dist.data.demo_formats import demo_builders
+
+    world = DemoWorld.build(seed)
+    renderers = world.renderers
     files: dict[str, list[dict]] = {}
     for split, rows in _mnli_rows(seed, renderers["en"]).items():
         files[f"nyu-mll/glue/mnli/{split}.jsonl"] = rows
@@ -620,13 +646,24 @@ def _build_benchmark(directory: Path, seed: int) -> dict:
     for language in DEMO_LANGUAGES["pawsx"]:
         for split, rows in _pawsx_rows(seed, language, renderers[language]).items():
             files[f"google/xtreme/PAWS-X.{language}/{split}.jsonl"] = rows
+    languages = {task: list(langs) for task, langs in DEMO_LANGUAGES.items()}
+    for builder in demo_builders():
+        files.update(builder.files(world))
+        languages.update({task: list(langs) for task, langs in builder.DEMO_LANGUAGES.items()})
     for relative_path, rows in files.items():
         _write_jsonl(directory / relative_path, rows)
     return {
-        "languages": {task: list(languages) for task, languages in DEMO_LANGUAGES.items()},
+        "languages": languages,
         "language_share": LANGUAGE_SHARE,
         "rows": {relative_path: len(rows) for relative_path, rows in files.items()},
     }
+
+
+def generator_version() -> str:
+    """This module's version plus every format builder's: cached builds are keyed on it."""
+    from xit_dist.data.demo_formats import demo_builders
+
+    return "+".join([GENERATOR_VERSION, *(f"{b.__name__.rsplit('.', 1)[-1]}{b.VERSION}" for b in demo_builders())])
 
 
 def write_demo_benchmark(root: Path, *, seed: int = 0) -> Path:
@@ -635,7 +672,7 @@ def write_demo_benchmark(root: Path, *, seed: int = 0) -> Path:
     Idempotent and atomic (see ``publish_once``): a finished build for the same generator version
     and seed is reused as is, so repeated or concurrent calls are cheap and safe.
     """
-    identity = {"generator": "xit_dist.data.synthetic", "generator_version": GENERATOR_VERSION, "seed": seed}
+    identity = {"generator": "xit_dist.data.synthetic", "generator_version": generator_version(), "seed": seed}
     return publish_once(
         Path(root), marker=MANIFEST_NAME, identity=identity, build=lambda directory: _build_benchmark(directory, seed)
     )
@@ -675,4 +712,9 @@ def demo_corpus(seed: int = 0) -> list[str]:
             for start in range(0, len(words), 8):
                 sentences.append(unicodedata.normalize("NFKC", ", ".join(words[start : start + 8]) + "."))
         corpus.extend(sentences)
+    from xit_dist.data.demo_formats import demo_builders
+
+    world = DemoWorld.build(seed)
+    for builder in demo_builders():
+        corpus.extend(builder.corpus(world))
     return corpus

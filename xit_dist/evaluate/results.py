@@ -20,6 +20,7 @@ class TaskResults:
     per_language: dict[str, dict[str, float]]  # lang -> metric -> score
     counts: dict[str, int]
     chance: float | None = None  # the primary metric of a uniform random guess, when meaningful
+    robustness: dict | None = None  # perturbed scores and reliability bins (xit_dist.evaluate.robustness)
 
     @property
     def metric_names(self) -> list[str]:
@@ -48,6 +49,10 @@ class TaskResults:
         gap = self.gap()
         if gap is not None:
             out[f"{self.task}.transfer_gap"] = gap
+        if self.robustness:
+            from xit_dist.evaluate.robustness import robustness_metrics
+
+            out.update(robustness_metrics(self.task, self.per_language, self.robustness))
         return out
 
     def table(self) -> str:
@@ -82,7 +87,12 @@ class TaskResults:
             writer.writerow(["language", "examples", *self.metric_names])
             for lang, scores in self.per_language.items():
                 writer.writerow([lang, self.counts[lang], *(f"{scores[m]:.4f}" for m in self.metric_names)])
-        return [as_json, as_csv, self.bar_chart(directory / f"{self.task}_{self.primary_metric}_by_language.png")]
+        paths = [as_json, as_csv, self.bar_chart(directory / f"{self.task}_{self.primary_metric}_by_language.png")]
+        if self.robustness:
+            from xit_dist.evaluate.robustness import write_robustness
+
+            paths += write_robustness(self.task, self.split, self.per_language, self.robustness, directory)
+        return paths
 
     def bar_chart(self, path: Path) -> Path:
         import matplotlib

@@ -26,6 +26,8 @@ RESULTS_FILE = "results.json"
 def evaluation_key(job: EvalJob) -> str:
     """Identifies an evaluation's settings (not where the model is or how many CPUs it gets)."""
     settings = job.model_dump(exclude={"model_dir", "cpus_per_worker", "phase_id"})
+    if not job.perturbations and not job.calibration:  # keys of evaluations without Study 4's options stay as they were
+        settings.pop("perturbations"), settings.pop("calibration")
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -33,10 +35,32 @@ def shard_indices(num_rows: int, rank: int, world_size: int) -> list[int]:
     return list(range(rank, num_rows, world_size))
 
 
-def length_sorted_batches(lengths: list[int], indices: list[int], batch_size: int) -> list[list[int]]:
-    """Batches of rows of similar length: little padding, same predictions."""
+# Most padding left after sorting is where the length steps up inside a batch (short rows,
+# few rows per language): a batch ends early rather than pad more than this share of its tokens
+# (benchmarks/eval_throughput.py: 23.5% padding -> see BENCHMARKS.md).
+MAX_BATCH_PADDING = 0.05
+
+
+def length_sorted_batches(lengths: list[int], indices: list[int], batch_size: int, max_padding: float | None = None) -> list[list[int]]:
+    """Batches of rows of similar length: little padding, same predictions. With
+    ``max_padding``, a batch also ends before a row that would make its padding exceed that
+    fraction of its tokens (rows come shortest first, so the new row sets the padded length)."""
     ordered = sorted(indices, key=lambda i: (lengths[i], i))
-    return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+    if max_padding is None:
+        return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+    batches: list[list[int]] = []
+    current: list[int] = []
+    tokens = 0
+    for index in ordered:
+        padded = (len(current) + 1) * lengths[index]
+        if current and (len(current) == batch_size or padded - (tokens + lengths[index]) > max_padding * padded):
+            batches.append(current)
+            current, tokens = [], 0
+        current.append(index)
+        tokens += lengths[index]
+    if current:
+        batches.append(current)
+    return batches
 
 
 def equal_batch_count(batches: list[list[int]], device) -> int:
@@ -48,25 +72,26 @@ def equal_batch_count(batches: list[list[int]], device) -> int:
 
 
 @torch.no_grad()
-def predict_shard(model, features, indices: list[int], job: EvalJob, tokenizer, predictions_of, device) -> dict[int, Any]:
-    from transformers import DataCollatorWithPadding
-
-    collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
+def predict_shard(model, features, indices: list[int], job: EvalJob, tokenizer, fmt, device) -> dict[int, Any]:
+    collate = fmt.collator(tokenizer)
+    # The batches already share a length; rounding it up to a multiple of 8 (the collators'
+    # tensor-core alignment for training) would be most of the padding left on short rows.
+    if getattr(collate, "pad_to_multiple_of", None):
+        collate.pad_to_multiple_of = None
     # Columns as plain lists once: indexing the dataset row by row in the loop reads Arrow per row.
-    input_ids, attention_mask = features["input_ids"], features["attention_mask"]
-    lengths = [len(ids) for ids in input_ids]
-    batches = length_sorted_batches(lengths, indices, job.batch_size)
+    columns = {name: features[name] for name in fmt.model_inputs}
+    batches = length_sorted_batches(fmt.feature_lengths(features), indices, job.batch_size, MAX_BATCH_PADDING)
     padded_total = equal_batch_count(batches, device)
     filler = batches[0] if batches else [0]  # any real row keeps the forward pass valid
     out: dict[int, Any] = {}
     for step in range(padded_total):
         batch_indices = batches[step] if step < len(batches) else filler
-        rows = [{"input_ids": input_ids[i], "attention_mask": attention_mask[i]} for i in batch_indices]
+        rows = [{name: column[i] for name, column in columns.items()} for i in batch_indices]
         batch = {k: v.to(device) for k, v in collate(rows).items()}
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=job.bf16):
-            logits = model(**batch).logits.float()
+            predictions = fmt.predict(model, batch, job.options)
         if step < len(batches):
-            out.update(zip(batch_indices, predictions_of(logits)))
+            out.update(zip(batch_indices, predictions))
     return out
 
 
@@ -83,7 +108,8 @@ def gather_to_rank0(local: dict[int, Any], world_size: int) -> dict[int, Any]:
 
 def evaluate_languages(model, tokenizer, job: EvalJob, rank: int, world_size: int, device, verbose: bool = True) -> dict[str, Any]:
     """Every rank calls this; rank 0 returns ``{"results": {lang: {metric: score}}, "counts": ...}``."""
-    from xit_dist.data.features import task_features
+    from xit_dist.data.features import evaluation_inputs
+    from xit_dist.evaluate.robustness import calibration_stats, series_key
     from xit_dist.tasks import get_task
     from xit_dist.tasks.formats import get_format
 
@@ -93,21 +119,39 @@ def evaluate_languages(model, tokenizer, job: EvalJob, rank: int, world_size: in
     model.eval()
     results: dict[str, dict[str, float]] = {}
     counts: dict[str, int] = {}
+    perturbed: dict[str, dict[str, dict[str, float]]] = {p.name: {} for p in job.perturbations}  # Study 4
+    reliability: dict[str, dict] = {}
     for lang in job.languages:
         source = task.eval_source(job.split, lang)
-        features = task_features(
-            task, source, tokenizer, job.max_seq_length, job.data_dir, job.data_revision, limit=job.max_examples_per_language
-        )
-        mine = shard_indices(len(features), rank, world_size)
-        merged = gather_to_rank0(predict_shard(model, features, mine, job, tokenizer, fmt.predictions, device), world_size)
-        if rank == 0:
+        for perturbation in [None, *job.perturbations]:
+            rows, features = evaluation_inputs(
+                task, source, tokenizer, job.options, job.data_dir, job.data_revision, limit=job.max_examples_per_language,
+                perturbation=perturbation,
+            )
+            mine = shard_indices(len(features), rank, world_size)
+            merged = gather_to_rank0(predict_shard(model, features, mine, job, tokenizer, fmt, device), world_size)
+            if rank != 0:
+                continue
             ordered = [merged[i] for i in range(len(features))]
-            results[lang] = fmt.score(list(features["labels"]), ordered)
-            counts[lang] = len(features)
+            scores = fmt.score(task, rows, features, ordered, lang, job.options)
+            stats = calibration_stats(fmt, task, rows, features, ordered, lang, job.options) if job.calibration else None
+            if stats is not None:
+                scores.update(stats.metrics())
+                reliability[series_key(lang, perturbation and perturbation.name)] = stats.to_dict()
+            if perturbation is None:
+                results[lang], counts[lang] = scores, fmt.num_examples(rows, features)
+            else:
+                perturbed[perturbation.name][lang] = scores
             if verbose:
-                print(f"[{job.phase_id}] {task.name} {lang}: " + ", ".join(f"{k} {v:.2f}" for k, v in results[lang].items()), flush=True)
+                label = f"{lang} {perturbation.name}" if perturbation else lang
+                print(f"[{job.phase_id}] {task.name} {label}: " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()), flush=True)
     model.train(was_training)
-    return {"key": evaluation_key(job), "results": results, "counts": counts}
+    evaluation = {"key": evaluation_key(job), "results": results, "counts": counts}
+    if job.perturbations:
+        evaluation["perturbed"] = perturbed
+    if reliability:
+        evaluation["reliability"] = reliability
+    return evaluation
 
 
 def evaluate_worker(config: dict[str, Any]) -> None:
@@ -129,8 +173,8 @@ def evaluate_worker(config: dict[str, Any]) -> None:
     rank, world_size = context.get_world_rank(), context.get_world_size()
     configure_threads(job.cpus_per_worker)
     device = ray.train.torch.get_device()
-    tokenizer = AutoTokenizer.from_pretrained(job.model_dir)
-    model = get_format(get_task(job.task).format).model_class().from_pretrained(job.model_dir).to(device)
+    tokenizer = AutoTokenizer.from_pretrained(job.model_dir, revision=job.model_revision)
+    model = get_format(get_task(job.task).format).model_class().from_pretrained(job.model_dir, revision=job.model_revision).to(device)
     evaluation = evaluate_languages(model, tokenizer, job, rank, world_size, device)
     # Ray keeps only checkpointed metrics in a run's result: rank 0 returns the scores as a
     # small checkpoint; every rank must call report.

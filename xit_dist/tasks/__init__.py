@@ -31,6 +31,6 @@ def task_names() -> list[str]:
 
 
 # Registration happens on import; keep these imports last.
-from xit_dist.tasks import mnli, pawsx, xnli  # noqa: E402,F401
+from xit_dist.tasks import anli_plus, bucc, ccg, commonsenseqa, cosmosqa, hellaswag, lareqa, mewslix, mlqa, mnli, panx, pawsx, qqp, squad, squad_v2, sst2, tatoeba, tydiqa, udpos, xcopa, xnli, xquad  # noqa: E402,F401
 
 __all__ = ["DataSource", "PairColumns", "Task", "get_task", "register", "task_names"]

@@ -19,6 +19,13 @@ def mnli_source(split: str) -> DataSource:
     return DataSource("nyu-mll/glue", "mnli", split, MNLI_COLUMNS, MNLI_SCHEMA)
 
 
+def xnli_translated_mnli(lang: str) -> DataSource:
+    """MNLI's training set machine-translated into an XNLI language, as the XNLI release ships
+    it (``facebook/xnli``, config ``<lang>``, split ``train``; same columns and labels as MNLI,
+    per the dataset card): the translate-train data of a multilingual intermediate stage."""
+    return DataSource("facebook/xnli", lang, "train", MNLI_COLUMNS, {k: v for k, v in MNLI_SCHEMA.items() if k != "idx"})
+
+
 def _eval_source(split: str, lang: str) -> DataSource:
     return mnli_source("validation_matched" if split in ("validation", "test") else split)
 
@@ -34,5 +41,6 @@ MNLI = register(
         train=mnli_source("train"),
         dev=mnli_source("validation_matched"),
         eval_source=_eval_source,
+        translate_train=lambda lang: xnli_translated_mnli(lang),
     )
 )

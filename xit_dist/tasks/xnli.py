@@ -3,9 +3,10 @@ config (column ``language``); English training data is MNLI, as XTREME defines i
 
 from xit_dist.tasks import register
 from xit_dist.tasks.base import DataSource, PairColumns, Task
+from xit_dist.tasks.languages import task_languages
 from xit_dist.tasks.mnli import NLI_LABELS, mnli_source
 
-XNLI_LANGUAGES = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")
+XNLI_LANGUAGES = task_languages("xnli")
 XNLI_SCHEMA = {"sentence1": "string", "sentence2": "string", "language": "string", "gold_label": "string"}
 XNLI_COLUMNS = PairColumns(text_a="sentence1", text_b="sentence2", label="gold_label", label_values=NLI_LABELS)
 
@@ -24,5 +25,6 @@ XNLI = register(
         train=mnli_source("train"),
         dev=_eval_source("validation", "en"),
         eval_source=_eval_source,
+        benchmarks=("xtreme", "xtreme-r"),
     )
 )

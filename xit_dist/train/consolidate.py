@@ -38,7 +38,9 @@ def read_progress(checkpoint_dir: Path) -> dict[str, Any]:
     return json.loads((checkpoint_dir / PROGRESS_FILE).read_text())
 
 
-def consolidate(checkpoint_dir: Path, init_dir: str, tokenizer_dir: str, task_name: str, saves: str, out_dir: Path) -> dict[str, Any]:
+def consolidate(
+    checkpoint_dir: Path, init_dir: str, tokenizer_dir: str, task_name: str, saves: str, out_dir: Path, revision: str | None = None
+) -> dict[str, Any]:
     """Write ``out_dir`` (the encoder alone, or the whole model with its head) and return the
     phase record: progress, fingerprints, and whether they agree."""
     from transformers import AutoConfig, AutoTokenizer
@@ -46,12 +48,16 @@ def consolidate(checkpoint_dir: Path, init_dir: str, tokenizer_dir: str, task_na
     from xit_dist.tasks import get_task
     from xit_dist.tasks.formats import get_format
 
-    task = get_task(task_name)
-    fmt = get_format(task.format)
     progress = read_progress(checkpoint_dir)
     state = full_state_dict(checkpoint_dir)
-    config = AutoConfig.from_pretrained(init_dir, **fmt.label_config(task))
-    model = fmt.model_class().from_config(config)
+    if "mixture" in progress:  # a multi-task phase: heads on one shared encoder (train.multitask)
+        from xit_dist.train.multitask import members_from_record, multitask_model_from_config
+
+        model = multitask_model_from_config(init_dir, members_from_record(progress["mixture"]), revision)
+    else:
+        task = get_task(task_name)
+        fmt = get_format(task.format)
+        model = fmt.model_class().from_config(AutoConfig.from_pretrained(init_dir, revision=revision, **fmt.label_config(task)))
     model.load_state_dict(state, strict=True)
     encoder = model.base_model
     encoder_state = encoder.state_dict()
@@ -65,5 +71,5 @@ def consolidate(checkpoint_dir: Path, init_dir: str, tokenizer_dir: str, task_na
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     (model if saves == "model" else encoder).save_pretrained(out_dir)
-    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(out_dir)
+    AutoTokenizer.from_pretrained(tokenizer_dir, revision=revision).save_pretrained(out_dir)
     return {**progress, "consolidated_fingerprint": consolidated, "encoder_parameter_names": len(names)}

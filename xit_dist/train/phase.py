@@ -40,7 +40,8 @@ def output_subdir(phase_dir: Path, saves: str) -> Path:
     return phase_dir / saves
 
 
-def run_phase(job: PhaseJob, saves: str, phase_dir: Path, resources: PhaseResources) -> PhaseOutcome:
+def run_phase(job: PhaseJob, saves: str, phase_dir: Path, resources: PhaseResources, callbacks: tuple = ()) -> PhaseOutcome:
+    """``callbacks``: Ray Train callbacks of the run (a search trial forwards reports to Tune)."""
     record = completed_record(phase_dir)
     if record is not None:
         return PhaseOutcome(record, output_subdir(phase_dir, saves), reused=True)
@@ -66,6 +67,7 @@ def run_phase(job: PhaseJob, saves: str, phase_dir: Path, resources: PhaseResour
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             failure_config=FailureConfig(max_failures=resources.max_failures),
             logging_config=LoggingConfig(log_level="WARNING"),
+            callbacks=list(callbacks),
         ),
     )
     result = trainer.fit()
@@ -75,7 +77,7 @@ def run_phase(job: PhaseJob, saves: str, phase_dir: Path, resources: PhaseResour
     staging = phase_dir / f".{saves}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     with result.checkpoint.as_directory() as checkpoint_dir:
-        record = consolidate(Path(checkpoint_dir), job.init_dir, job.tokenizer_dir, job.task, saves, staging)
+        record = consolidate(Path(checkpoint_dir), job.init_dir, job.tokenizer_dir, job.task, saves, staging, job.model_revision)
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)
     record.update(phase_id=job.phase_id, task=job.task, init_dir=job.init_dir, checkpoint=result.checkpoint.path)

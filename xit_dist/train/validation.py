@@ -36,7 +36,7 @@ class DevValidator:
             split="validation",
             languages=[SOURCE_LANGUAGE],
             batch_size=64,
-            max_seq_length=job.training["max_seq_length"],
+            options=job.options,
             max_examples_per_language=job.training["eval_examples"],
             bf16=job.bf16,
             cpus_per_worker=job.cpus_per_worker,
@@ -54,6 +54,7 @@ class DevValidator:
         scores = evaluation["results"].get(SOURCE_LANGUAGE, {})
         metric, score = _broadcast(next(iter(scores.items()), None))
         self.progress["validation"].append([step, score])
+        self.progress["dev_metric"] = metric
         if score > self.progress.get("best_score", float("-inf")):
             self.progress.update(best_step=step, best_score=score, bad_validations=0)
             self._save_best()
@@ -66,6 +67,12 @@ class DevValidator:
                 flush=True,
             )
         return {f"dev.{metric}": score}
+
+    def kept_metrics(self) -> dict[str, float]:
+        """``dev.<metric>`` of the weights the phase keeps (the best validation's), for its final report."""
+        if "best_score" not in self.progress or "dev_metric" not in self.progress:
+            return {}
+        return {f"dev.{self.progress['dev_metric']}": self.progress["best_score"]}
 
     def should_stop(self) -> bool:
         return bool(self.patience) and self.progress["bad_validations"] >= self.patience

@@ -62,50 +62,48 @@ def batch_geometry(training: dict[str, Any], world_size: int, micro_batches_per_
 
 
 def build_train_loader(job: PhaseJob, tokenizer, rank: int, world_size: int):
+    """Each rank's shard of the training features, padded per micro batch by the format's collator."""
     from torch.utils.data import DataLoader, DistributedSampler
-    from transformers import DataCollatorWithPadding
 
-    from xit_dist.data.features import task_features
+    from xit_dist.data.features import training_features
     from xit_dist.tasks import get_task
+    from xit_dist.tasks.formats import get_format
 
     task = get_task(job.task)
-    features = task_features(
-        task,
-        task.train,
-        tokenizer,
-        job.training["max_seq_length"],
-        job.data_dir,
-        job.data_revision,
-        limit=job.training["max_train_examples"],
-    ).with_format("torch")
+    features = training_features(
+        task, tokenizer, job.options, job.data_dir, job.data_revision, limit=job.training["max_train_examples"], stage=job.stage
+    )
     micro = job.training["micro_batch_size"] or job.training["batch_size"] // world_size
     sampler = DistributedSampler(features, num_replicas=world_size, rank=rank, shuffle=True, seed=job.seed, drop_last=True)
     loader = DataLoader(
         features,
         batch_size=micro,
         sampler=sampler,
-        collate_fn=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
+        collate_fn=get_format(task.format).collator(tokenizer),
         drop_last=True,
         pin_memory=torch.cuda.is_available(),
     )
     return loader, sampler
 
 
-def build_model(job: PhaseJob, ds_config: dict[str, Any]):
-    """The task's model with the starting encoder and a fresh head. Under ZeRO-3 it is built
-    already partitioned (``HfDeepSpeedConfig`` must stay alive until ``initialize``)."""
+def build_model(job: PhaseJob, ds_config: dict[str, Any], mixture=None):
+    """The task's model with the starting encoder and a fresh head (a mixture: one head per
+    member on a shared encoder). Under ZeRO-3 it is built already partitioned
+    (``HfDeepSpeedConfig`` must stay alive until ``initialize``)."""
     from xit_dist.tasks import get_task
     from xit_dist.tasks.formats import get_format
     from xit_dist.train.ds_config import zero_stage
 
-    task = get_task(job.task)
-    fmt = get_format(task.format)
     keep_alive = None
     if zero_stage(ds_config) == 3:
         from transformers.integrations import HfDeepSpeedConfig
 
         keep_alive = HfDeepSpeedConfig(ds_config)
-    model = fmt.model_class().from_pretrained(job.init_dir, **fmt.label_config(task))
+    if mixture is not None:
+        return mixture.build_model(), keep_alive
+    task = get_task(job.task)
+    fmt = get_format(task.format)
+    model = fmt.model_class().from_pretrained(job.init_dir, revision=job.model_revision, **fmt.label_config(task))
     return model, keep_alive
 
 
@@ -225,10 +223,16 @@ def train_phase_worker(config: dict[str, Any]) -> None:
     seed_everything(job.seed)
     deepspeed.init_distributed(dist_backend=torch.distributed.get_backend())
 
-    tokenizer = AutoTokenizer.from_pretrained(job.tokenizer_dir)
-    loader, sampler = build_train_loader(job, tokenizer, rank, world_size)
-    geometry = batch_geometry(job.training, world_size, len(loader))
-    hidden_size = AutoConfig.from_pretrained(job.init_dir).hidden_size
+    tokenizer = AutoTokenizer.from_pretrained(job.tokenizer_dir, revision=job.model_revision)
+    mixture, loader, sampler = None, None, None
+    if job.stage is not None and job.stage.is_mixture:
+        from xit_dist.train.multitask import Mixture
+
+        mixture = Mixture.build(job, tokenizer, rank, world_size)
+    else:
+        loader, sampler = build_train_loader(job, tokenizer, rank, world_size)
+    geometry = batch_geometry(job.training, world_size, mixture.micro_batches_per_epoch if mixture else len(loader))
+    hidden_size = AutoConfig.from_pretrained(job.init_dir, revision=job.model_revision).hidden_size
     ds_config = fill_auto(
         job.ds_config,
         micro_batch_size=geometry.micro_batch_size,
@@ -241,7 +245,7 @@ def train_phase_worker(config: dict[str, Any]) -> None:
         bf16=job.bf16,
         hidden_size=hidden_size,
     )
-    model, _keep_zero3_config = build_model(job, ds_config)
+    model, _keep_zero3_config = build_model(job, ds_config, mixture)
     optimizer, scheduler = build_optimizer(model, job.training, geometry.total_steps)
     engine, _, _, _ = deepspeed.initialize(
         model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config, dist_init_required=False
@@ -269,7 +273,13 @@ def train_phase_worker(config: dict[str, Any]) -> None:
         from xit_dist.train.validation import DevValidator
 
         validator = DevValidator(job, engine, tokenizer, progress, rank, world_size)
-    run_loop(job, engine, loader, sampler, geometry, progress, rank, world_size, rng, validator)
+    batches = None
+    if mixture is not None:
+        mixture.start(engine, progress, rank)
+        batches = mixture.micro_batches(progress, geometry.accumulation_steps, rng)
+    run_loop(job, engine, loader, sampler, geometry, progress, rank, world_size, rng, validator, batches)
+    if mixture is not None:
+        mixture.finish(engine, progress, rank)
     if validator is not None:
         validator.restore_best()
     if job.evaluation is not None:
@@ -286,7 +296,9 @@ def train_phase_worker(config: dict[str, Any]) -> None:
         total_steps=geometry.total_steps,
         finished=True,
     )
-    save_and_report(engine, {"global_step": progress["global_step"], "finished": 1}, progress, rank)
+    # the kept weights' English-dev score: what a search trial is judged by
+    kept = validator.kept_metrics() if validator is not None else {}
+    save_and_report(engine, {"global_step": progress["global_step"], "finished": 1, **kept}, progress, rank)
 
 
 def micro_batches(loader, sampler, geometry: BatchGeometry, start_step: int, rng=None):
@@ -317,10 +329,11 @@ def micro_batches(loader, sampler, geometry: BatchGeometry, start_step: int, rng
         step = (epoch + 1) * geometry.steps_per_epoch
 
 
-def run_loop(job, engine, loader, sampler, geometry: BatchGeometry, progress: dict, rank: int, world_size: int, rng=None, validator=None) -> None:
+def run_loop(job, engine, loader, sampler, geometry: BatchGeometry, progress: dict, rank: int, world_size: int, rng=None, validator=None, batches=None) -> None:
     """Optimizer steps until ``total_steps`` (or early stopping); a log line and metrics every
     ``log_every_n_steps``; English-dev validation every ``eval_every_n_steps``; a checkpoint at
-    each epoch end (or every N steps) and after each validation."""
+    each epoch end (or every N steps) and after each validation. ``batches``: the micro batches
+    of a mixture phase (``multitask.Mixture``) instead of ``loader``'s."""
     import ray.train
 
     training = job.training
@@ -332,7 +345,7 @@ def run_loop(job, engine, loader, sampler, geometry: BatchGeometry, progress: di
     window_loss = torch.zeros((), device=engine.device)
     window_micro, window_start, window_first_step = 0, time.perf_counter(), step
     engine.train()
-    for batch in micro_batches(loader, sampler, geometry, step, rng):
+    for batch in batches if batches is not None else micro_batches(loader, sampler, geometry, step, rng):
         if step >= geometry.total_steps:
             break
         batch = {k: v.to(engine.device, non_blocking=True) for k, v in batch.items()}
@@ -374,7 +387,7 @@ def run_loop(job, engine, loader, sampler, geometry: BatchGeometry, progress: di
         if step == geometry.total_steps or stop:
             break  # the final checkpoint is written by the caller
         if step % checkpoint_every == 0 or (validator is not None and validator.due(step)):
-            save_and_report(engine, {"global_step": step}, progress, rank)
+            save_and_report(engine, {"global_step": step, **metrics}, progress, rank)
         elif metrics:
             ray.train.report({"global_step": step, **metrics})
 

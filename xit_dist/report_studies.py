@@ -1,0 +1,223 @@
+"""Report sections of the studies (``study:`` in a grid file; ``xit_dist.report`` runs them):
+
+- ``data_size``: the score-vs-size curve per target (one line per intermediate task, the
+  no-intermediate score as a dashed line); N is each cell's parent-run param
+  ``intermediate.0.subsample.size`` (absent: the full set, plotted last).
+- ``calibration``: ECE, Brier and F1 (language averages, mean over seeds) per row, target and
+  perturbation, from ``{task}.{metric}.avg[.{perturbation}]``; a bar chart of ECE per
+  perturbation. Each cell's reliability diagrams are artifacts of its runs (``results/``).
+- ``multilingual``: the drop from English per language resource group (low / mid / high,
+  ``tasks/languages.yaml``) on the target's XTREME-R languages (all evaluated languages for a
+  target outside XTREME-R), and the transfer gap, per row and target, mean over seeds.
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+
+from xit_dist.report import GridReport, Section, _pyplot, report_section
+
+FULL = "full"
+SIZE_PARAM = "intermediate.0.subsample.size"
+TASK_PARAM = "intermediate.0.task"
+
+
+def _mean(values: list[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+# ---------------------------------------------------------------------------------- data size
+
+
+@report_section("data_size")
+def scaling_curve(report: GridReport) -> Section | None:
+    points: dict[str, dict[str, dict[str, list[float]]]] = {}  # target -> task -> size label -> scores
+    baseline: dict[str, list[float]] = {}
+    for cell in report.cells:
+        score = cell.score()
+        if score is None:
+            continue
+        params = report.client.get_run(cell.run_id).data.params
+        task = params.get(TASK_PARAM)
+        if task is None:
+            baseline.setdefault(cell.target, []).append(score)
+            continue
+        size = params.get(SIZE_PARAM, FULL)
+        points.setdefault(cell.target, {}).setdefault(task, {}).setdefault(size, []).append(score)
+    if not points:
+        return None
+    plt = _pyplot()
+    files, lines = [], ["| target | intermediate | size | score | seeds |", "| --- | --- | --- | --- | --- |"]
+    table = report.path("data_size.csv")
+    with table.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["target", "intermediate", "size", "score_mean", "seeds"])
+        for target, by_task in points.items():
+            sizes = sorted({s for by_size in by_task.values() for s in by_size}, key=lambda s: (s == FULL, int(s) if s != FULL else 0))
+            fig, ax = plt.subplots(figsize=(5.5, 3.6))
+            for task, by_size in by_task.items():
+                xs = [i for i, s in enumerate(sizes) if s in by_size]
+                ys = [statistics.fmean(by_size[sizes[i]]) for i in xs]
+                ax.plot(xs, ys, marker="o", label=task)
+                for i, y in zip(xs, ys):
+                    writer.writerow([target, task, sizes[i], f"{y:.4f}", len(by_size[sizes[i]])])
+                    lines.append(f"| {target} | {task} | {sizes[i]} | {y:.2f} | {len(by_size[sizes[i]])} |")
+            if target in baseline:
+                ax.axhline(statistics.fmean(baseline[target]), color="gray", linestyle="--", linewidth=1, label="no intermediate")
+            ax.set_xticks(range(len(sizes)), sizes)
+            ax.set_xlabel("intermediate training rows")
+            ax.set_ylabel(f"{target} score")
+            ax.set_title(f"{report.grid}: {target} vs intermediate data size", fontsize=9)
+            ax.legend(fontsize=7)
+            fig.tight_layout()
+            path = report.path(f"scaling_{target}.png")
+            fig.savefig(path, dpi=120)
+            plt.close(fig)
+            files.append(path)
+            lines.append(f"\n![{target}]({path.name})\n")
+    return Section("Score vs intermediate data size", "\n".join(lines), [table, *files])
+
+
+# ---------------------------------------------------------------------------------- calibration
+
+
+def perturbation_names(report: GridReport, target: str) -> list[str]:
+    names: list[str] = []
+    for cell in report.cells:
+        for key in cell.metrics:
+            parts = key.split(".")
+            if len(parts) == 4 and parts[0] == target and parts[2] == "avg" and parts[3] not in names:
+                names.append(parts[3])
+    return names
+
+
+@report_section("calibration")
+def calibration_table(report: GridReport) -> Section | None:
+    metrics = ("ece", "brier", "f1")
+    lines, files = [], []
+    table = report.path("calibration.csv")
+    rows_written = 0
+    plt = _pyplot()
+    with table.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["row", "target", "perturbation", *metrics, "seeds"])
+        for target in report.targets:
+            names = ["none", *perturbation_names(report, target)]
+            lines += [f"**{target}** (language averages)", "", "| row | perturbation | ECE | Brier | F1 | seeds |", "| --- | --- | --- | --- | --- | --- |"]
+            ece_bars: dict[str, list[float | None]] = {}
+            for row in report.rows:
+                done = report.finished(row, target)
+                if not done:
+                    continue
+                for name in names:
+                    suffix = "" if name == "none" else f".{name}"
+                    values = {m: _mean([c.metrics[f"{target}.{m}.avg{suffix}"] for c in done.values() if f"{target}.{m}.avg{suffix}" in c.metrics]) for m in metrics}
+                    if values["ece"] is None:
+                        continue
+                    writer.writerow([row, target, name, *(_fmt(values[m]) for m in metrics), len(done)])
+                    lines.append(f"| {row} | {name} | {_fmt(values['ece'])} | {_fmt(values['brier'])} | {_fmt(values['f1'])} | {len(done)} |")
+                    ece_bars.setdefault(row, []).append(values["ece"])
+                    rows_written += 1
+            if ece_bars:
+                fig, ax = plt.subplots(figsize=(max(4.5, 1.2 * len(names) * len(ece_bars) / 2), 3.4))
+                width = 0.8 / len(ece_bars)
+                for k, (row, values) in enumerate(ece_bars.items()):
+                    ax.bar([i + k * width for i in range(len(values))], [v or 0 for v in values], width=width, label=row)
+                ax.set_xticks([i + 0.4 - width / 2 for i in range(len(names))], names)
+                ax.set_ylabel("ECE (15 bins, %)")
+                ax.set_title(f"{report.grid}: {target} calibration by perturbation", fontsize=9)
+                ax.legend(fontsize=7)
+                fig.tight_layout()
+                path = report.path(f"calibration_{target}.png")
+                fig.savefig(path, dpi=120)
+                plt.close(fig)
+                files.append(path)
+                lines += ["", f"![{target}]({path.name})", ""]
+    if not rows_written:
+        table.unlink()
+        return None
+    lines.append("Reliability diagrams per language: each cell's target run, artifacts `results/<task>_reliability_<lang>.png`.")
+    return Section("Calibration under perturbations", "\n".join(lines), [table, *files])
+
+
+# ---------------------------------------------------------------------------------- multilingual
+
+
+def _evaluated_languages(target: str, present: set[str]) -> tuple[list[str], str]:
+    from xit_dist.errors import XitError
+    from xit_dist.tasks import get_task
+
+    try:
+        task = get_task(target)
+    except XitError:
+        return sorted(present), "evaluated"
+    if "xtreme-r" in task.benchmarks:
+        return [lang for lang in task.benchmark_languages("xtreme-r") if lang in present], "XTREME-R"
+    return [lang for lang in task.languages if lang in present], "evaluated"
+
+
+@report_section("multilingual")
+def drop_by_resource_group(report: GridReport) -> Section | None:
+    from xit_dist.tasks.languages import resource_groups
+
+    lines, files = [], []
+    table = report.path("resource_groups.csv")
+    plt = _pyplot()
+    written = 0
+    with table.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["row", "target", "languages", "low", "mid", "high", "transfer_gap", "seeds"])
+        for target in report.targets:
+            bars: dict[str, list[float | None]] = {}
+            rows_text: list[str] = []
+            which = "evaluated"
+            for row in report.rows:
+                done = report.finished(row, target)
+                if not done:
+                    continue
+                per_group: dict[str, list[float]] = {"low": [], "mid": [], "high": []}
+                gaps = []
+                for cell in done.values():
+                    scores = cell.language_scores()
+                    if "en" not in scores:
+                        continue
+                    langs, which = _evaluated_languages(target, set(scores) - {"en"})
+                    for group, members in resource_groups(langs).items():
+                        if members:
+                            per_group[group].append(statistics.fmean(scores["en"] - scores[lang] for lang in members))
+                    if langs:
+                        gaps.append(scores["en"] - statistics.fmean(scores[lang] for lang in langs))
+                if not gaps:
+                    continue
+                means = {group: _mean(values) for group, values in per_group.items()}
+                writer.writerow([row, target, which, *(_fmt(means[g]) for g in ("low", "mid", "high")), _fmt(_mean(gaps)), len(done)])
+                rows_text.append(f"| {row} | {_fmt(means['low'])} | {_fmt(means['mid'])} | {_fmt(means['high'])} | {_fmt(_mean(gaps))} | {len(done)} |")
+                bars[row] = [means[g] for g in ("low", "mid", "high")]
+                written += 1
+            if bars:
+                lines += [f"**{target}**: drop from English (points), {which} languages", "",
+                          "| row | low | mid | high | transfer gap | seeds |", "| --- | --- | --- | --- | --- | --- |", *rows_text]
+                fig, ax = plt.subplots(figsize=(5.5, 3.4))
+                width = 0.8 / len(bars)
+                for k, (row, values) in enumerate(bars.items()):
+                    ax.bar([i + k * width for i in range(3)], [v if v is not None else 0 for v in values], width=width, label=row)
+                ax.set_xticks([i + 0.4 - width / 2 for i in range(3)], ["low", "mid", "high"])
+                ax.set_xlabel("language resource group")
+                ax.set_ylabel("drop from English (points)")
+                ax.set_title(f"{report.grid}: {target}", fontsize=9)
+                ax.legend(fontsize=7)
+                fig.tight_layout()
+                path = report.path(f"resource_groups_{target}.png")
+                fig.savefig(path, dpi=120)
+                plt.close(fig)
+                files.append(path)
+                lines += ["", f"![{target}]({path.name})", ""]
+    if not written:
+        table.unlink()
+        return None
+    return Section("Robustness by language resource group", "\n".join(lines), [table, *files])

@@ -1,0 +1,54 @@
+"""Tatoeba (XTREME, XTREME-R): up to 1,000 English sentences and their translations per
+language, hub configs ``tatoeba.<iso3>`` of ``google/xtreme`` (columns source_sentence in the
+language, target_sentence in English, source_lang, target_lang). The hub has one split,
+``validation``; XTREME reports it as the test score, so both splits read it.
+
+No training data: evaluated straight from an encoder (the ``retrieval`` format), scored by
+top-1 accuracy of cosine nearest-neighbour search. The XTREME-R languages beyond XTREME's
+(az, lt, pl, uk, ro) have no hub config; give them as a local mirror
+(``<dir>/google/xtreme/tatoeba.<iso3>/validation.jsonl``) from the XTREME-R release.
+"""
+
+from xit_dist.errors import SpecError
+from xit_dist.tasks import register
+from xit_dist.tasks.base import DataSource, Task
+from xit_dist.tasks.languages import task_languages
+from xit_dist.tasks.retrieval_rows import RetrievalColumns
+
+# ISO 639-1 -> the ISO 639-3 code in the hub config / release file name (Persian is "pes",
+# Swahili "swh", Chinese "cmn", as in XTREME's files).
+TATOEBA_ISO3: dict[str, str] = {
+    "af": "afr", "ar": "ara", "az": "aze", "bg": "bul", "bn": "ben", "de": "deu", "el": "ell", "es": "spa",
+    "et": "est", "eu": "eus", "fa": "pes", "fi": "fin", "fr": "fra", "he": "heb", "hi": "hin", "hu": "hun",
+    "id": "ind", "it": "ita", "ja": "jpn", "jv": "jav", "ka": "kat", "kk": "kaz", "ko": "kor", "lt": "lit",
+    "ml": "mal", "mr": "mar", "nl": "nld", "pl": "pol", "pt": "por", "ro": "ron", "ru": "rus", "sw": "swh",
+    "ta": "tam", "te": "tel", "th": "tha", "tl": "tgl", "tr": "tur", "uk": "ukr", "ur": "urd", "vi": "vie",
+    "zh": "cmn",
+}
+TATOEBA_SCHEMA = {"source_sentence": "string", "target_sentence": "string", "source_lang": "string", "target_lang": "string"}
+TATOEBA_COLUMNS = RetrievalColumns(pair=("source_sentence", "target_sentence"))
+
+
+def _eval_source(split: str, lang: str) -> DataSource:
+    if lang not in TATOEBA_ISO3:
+        raise SpecError(f"tatoeba: no Tatoeba data for language {lang!r}")
+    # The hub's only split serves as XTREME's test set (and as validation).
+    return DataSource("google/xtreme", f"tatoeba.{TATOEBA_ISO3[lang]}", "validation", TATOEBA_COLUMNS, TATOEBA_SCHEMA)
+
+
+TATOEBA = register(
+    Task(
+        name="tatoeba",
+        format="retrieval",
+        description="Tatoeba parallel sentence retrieval (google/xtreme, tatoeba.<iso3>); no training, "
+        "English queries against the language's sentences, top-1 accuracy.",
+        label_names=(),
+        languages=task_languages("tatoeba"),
+        languages_xtreme_r=task_languages("tatoeba", "xtreme-r"),
+        train=None,
+        dev=None,
+        eval_source=_eval_source,
+        metric="accuracy",
+        benchmarks=("xtreme", "xtreme-r"),
+    )
+)
