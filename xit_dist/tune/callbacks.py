@@ -1,0 +1,88 @@
+"""What the search driver does when Tune moves a trial along (Tune ``Callback``s, run in the
+driver process, saved and restored with the experiment's state).
+
+``TrialRecorder``: a trial ASHA stops is killed by Tune in the middle of its training, so it
+cannot close its own MLflow run; the driver records every trial's end instead: state tag
+(completed / pruned / failed), the objective value Optuna was told (``objective.<metric>``),
+the MLflow status (FINISHED / KILLED / FAILED), and a console line.
+
+``AshaRungState``: Tune saves the searcher's state with the experiment but not the scheduler's,
+so a resumed search would start ASHA with empty rungs and compare the remaining trials with
+nothing. This callback saves the rungs' recorded scores with the experiment state and puts them
+back on restore. (It reads ASHA's bookkeeping, ``_brackets`` and their ``_rungs``: Ray has no
+public accessor.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.tune import Callback
+
+from xit_dist.runner import say
+from xit_dist.tune.optuna_search import FINISHED_KEY, STEP_KEY, TRIAL_NUMBER, VALUES
+
+STATE_TAG = "xit.trial_state"
+MLFLOW_STATUS = {"completed": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}
+
+
+def trial_state(result: dict[str, Any] | None, error: bool) -> str:
+    """completed: trained to the end; pruned: stopped by the scheduler; failed: raised."""
+    if error:
+        return "failed"
+    return "completed" if (result or {}).get(FINISHED_KEY) else "pruned"
+
+
+def describe_values(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+
+
+class TrialRecorder(Callback):
+    def __init__(self, tracking_uri: str, experiment: str, parent_run_id: str, search_name: str, intermediate: str, metric: str):
+        self.tracking_uri, self.experiment, self.parent_run_id = tracking_uri, experiment, parent_run_id
+        self.search_name, self.intermediate, self.metric = search_name, intermediate, metric
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        say(f"== trial {trial.config[TRIAL_NUMBER]} started: {describe_values(trial.config[VALUES])}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._record(trial, error=False)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._record(trial, error=True)
+
+    def _record(self, trial, error: bool) -> None:
+        from xit_dist.tracking import Tracker
+        from xit_dist.tune.trial import TRIAL_TAG, trial_run_name
+
+        number = trial.config[TRIAL_NUMBER]
+        result = trial.last_result or {}
+        state = trial_state(result, error)
+        tracker = Tracker(self.tracking_uri, self.experiment, None)
+        tags = {"xit.search": self.search_name, "xit.intermediate": self.intermediate, "xit.kind": "trial"}
+        run_id = tracker.nested_run(self.parent_run_id, trial_run_name(number), TRIAL_TAG, str(number), tags)
+        tracker.set_tags(run_id, {STATE_TAG: state})
+        value = result.get(self.metric)
+        if value is not None:
+            tracker.log_metrics(run_id, {f"objective.{self.metric}": value}, step=int(result.get(STEP_KEY, 0)))
+        tracker.finish(run_id, MLFLOW_STATUS[state])
+        score = f": {self.metric} {value:.2f} at step {result.get(STEP_KEY)}" if value is not None else ""
+        verb = {"completed": "completed", "pruned": "stopped by ASHA", "failed": "failed"}[state]
+        say(f"== trial {number} {verb}{score}")
+
+
+class AshaRungState(Callback):
+    def __init__(self, scheduler):
+        self.scheduler = scheduler
+
+    def get_state(self) -> dict[str, Any]:
+        return {"rungs": [[dict(recorded) for _, recorded in bracket._rungs] for bracket in self.scheduler._brackets]}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        restored = 0
+        for bracket, saved_rungs in zip(self.scheduler._brackets, state["rungs"]):
+            for (_, recorded), saved in zip(bracket._rungs, saved_rungs):
+                recorded.clear()
+                recorded.update(saved)
+                restored += len(saved)
+        say(f"== ASHA resumes with {restored} recorded rung result(s)")

@@ -1,0 +1,125 @@
+"""``xit-dist ui``: the MLflow UI on the project's tracking store, bound to 127.0.0.1 only.
+
+The store is the one runs and searches write to: the spec's ``tracking.uri``, else
+``MLFLOW_TRACKING_URI``, else ``<output_dir>/mlflow.db`` (default output_dir ``xit_runs``), or the
+one ``--store`` names. There the runs of searches and grids sit side by side: parent runs with
+their trials or phases nested under them, per-language metric columns (``xnli.accuracy.de``),
+the parallel-coordinates view when a search's trials are compared, the result tables and PNGs
+under each run's artifacts.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from xit_dist.errors import XitError
+
+HOST = "127.0.0.1"
+DEFAULT_OUTPUT_DIR = "xit_runs"
+STARTUP_TIMEOUT_S = 120
+
+
+def store_for(spec_path: str | None, overrides: list[str], store: str | None) -> tuple[str, Path | None]:
+    """(tracking URI, artifact directory) of an experiment or search spec, or of the default layout."""
+    from xit_dist.spec import load_spec
+    from xit_dist.tracking import resolve_tracking_uri
+
+    if store:
+        uri = store if "://" in store else f"sqlite:///{Path(store).expanduser().resolve()}"
+        return uri, None
+    if spec_path is None:
+        output_dir, configured = Path(DEFAULT_OUTPUT_DIR), None
+    else:
+        if _is_search_spec(spec_path):
+            from xit_dist.tune.search_spec import load_search_spec
+
+            spec = load_search_spec(spec_path, overrides).base_spec()
+        else:
+            spec = load_spec(spec_path, overrides)
+        output_dir, configured = Path(spec.output_dir), spec.tracking.uri
+    output_dir = output_dir.expanduser().resolve()
+    return resolve_tracking_uri(configured, output_dir), output_dir / "mlartifacts"
+
+
+def _is_search_spec(path: str) -> bool:
+    try:
+        tree = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return False  # load_spec reports it properly
+    return isinstance(tree, dict) and "space" in tree
+
+
+def check_store(uri: str) -> None:
+    if uri.startswith("sqlite:///"):
+        database = Path(uri[len("sqlite:///"):])
+        if not database.is_file():
+            raise XitError(f"no MLflow store at {database}: run an experiment or a search first, or name one with --store")
+    elif uri.startswith(("http://", "https://")):
+        raise XitError(f"the tracking store {uri} is already an MLflow server: open it in a browser")
+
+
+def check_port_free(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            raise XitError(f"--port {port}: {HOST}:{port} is in use; pass another port") from None
+
+
+def server_command(uri: str, port: int, artifacts: Path | None) -> list[str]:
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", HOST, "--port", str(port), "--workers", "1"]
+    if artifacts is not None:  # where artifacts logged through this server would go
+        command += ["--artifacts-destination", artifacts.as_uri()]
+    return command
+
+
+def wait_until_up(url: str, process: subprocess.Popen, timeout: float = STARTUP_TIMEOUT_S) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def serve(uri: str, port: int, artifacts: Path | None) -> int:
+    """Runs ``mlflow server`` in the foreground; prints the URL once it answers. Ctrl-C stops it."""
+    check_store(uri)
+    check_port_free(port)
+    url = f"http://{HOST}:{port}"
+    # Job execution starts extra worker processes the UI does not need (and ~10 s of startup).
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    print(f"starting the MLflow UI on {uri} ...", flush=True)
+    process = subprocess.Popen(server_command(uri, port, artifacts), env=env)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the server too, like Ctrl-C
+    try:
+        if wait_until_up(url, process):
+            print(f"MLflow UI: {url}  (Ctrl-C stops it)", flush=True)
+        elif process.poll() is None:
+            print(f"the MLflow server has not answered at {url} after {STARTUP_TIMEOUT_S} s; still waiting", flush=True)
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        return 0
