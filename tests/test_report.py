@@ -136,8 +136,9 @@ def test_study_sections_run_for_their_study_only(running_grid):
 def test_report_of_an_unknown_experiment_is_one_line(running_grid, capsys):
     uri, _, tmp_path = running_grid
     assert main(["report", "nope", "--tracking-uri", uri, "--out", str(tmp_path / "x")]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "no MLflow experiment 'nope'" in err
+    # Only our own line counts: Ray's background threads in this test process may log to stderr too.
+    ours = [line for line in capsys.readouterr().err.splitlines() if line.startswith("xit-dist")]
+    assert len(ours) == 1 and "no MLflow experiment 'nope'" in ours[0]
 
 
 @pytest.mark.ray

@@ -132,3 +132,8 @@ def test_every_config_file_opens_with_the_command_that_runs_it():
         assert any(tool in path.read_text().split("\n\n")[0] for tool in ("xit-dist", "kubectl", "ray up")), path
     for path in (REPO / "cluster").glob("*.yaml"):
         yaml.safe_load(path.read_text())
+
+
+def test_override_inside_a_scalar_is_one_line():
+    with pytest.raises(SpecError, match=r"^--set name: not a mapping"):
+        load_spec(DEMO, ["name.x=1"])

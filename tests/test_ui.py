@@ -139,3 +139,17 @@ def test_ui_refuses_a_missing_store_in_one_line(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "no MLflow store at" in result.stderr
+
+
+def test_ui_finds_the_store_of_an_experiment_or_a_search_spec(tmp_path, monkeypatch):
+    from xit_dist.ui import store_for
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+    repo = Path(__file__).resolve().parents[1]
+    demo_store = f"sqlite:///{(Path.cwd() / 'xit_runs' / 'mlflow.db').resolve()}"
+    assert store_for(str(repo / "ray_configs" / "demo.yaml"), [], None)[0] == demo_store
+    assert store_for(str(repo / "ray_configs" / "tune" / "mnli.yaml"), [], None)[0] == demo_store  # its base's store
+    moved = store_for(str(repo / "ray_configs" / "demo.yaml"), [f"output_dir={tmp_path}"], None)
+    assert moved == (f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "mlartifacts")
+    assert store_for(None, [], str(tmp_path / "x.db"))[0] == f"sqlite:///{tmp_path / 'x.db'}"

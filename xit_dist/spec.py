@@ -369,8 +369,10 @@ def set_field(tree: dict, dotted: str, value: Any, origin: str = "--set") -> Non
     if isinstance(node, list):
         index = _list_index(node, last, dotted.strip(), origin)
         node[index] = value
-    else:
+    elif isinstance(node, dict):
         node[last] = value
+    else:
+        raise SpecError(f"{origin} {'.'.join(keys[:-1])}: not a mapping (cannot set {last!r} inside {node!r})")
 
 
 def _descend(node: Any, key: str, where: str, origin: str) -> Any:
