@@ -165,6 +165,15 @@ def test_same_spec_and_seed_give_identical_metrics(zero3_runs):
     assert json.loads((first.run_dir / "xnli_results.json").read_text())["per_language"] == first.results.per_language
 
 
+def _cmdline(process) -> str:
+    import psutil
+
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:  # it exited while we looked
+        return ""
+
+
 def kill_a_worker_after_checkpoint(storage: Path, phase_prefix: str, step: int, stop: threading.Event) -> None:
     """Watch Ray's record of the phase's checkpoints; once the one at ``step`` is registered,
     SIGKILL one training worker process."""
@@ -174,7 +183,9 @@ def kill_a_worker_after_checkpoint(storage: Path, phase_prefix: str, step: int, 
     while not stop.is_set():
         for snapshot in storage.glob(f"{phase_prefix}*/checkpoint_manager_snapshot.json"):
             if marker in snapshot.read_text():
-                workers = [p for p in psutil.process_iter(["name", "cmdline"]) if "RayTrainWorker" in " ".join(p.info["cmdline"] or [])]
+                # Only this session's Ray (started in-process, so its workers descend from us): other
+                # Ray instances on the machine may run training workers too.
+                workers = [p for p in psutil.Process().children(recursive=True) if "RayTrainWorker" in _cmdline(p)]
                 if workers:
                     os.kill(workers[0].pid, signal.SIGKILL)
                     return
