@@ -268,16 +268,72 @@ def torchrun(nproc: int, script: Path, args: list[str]) -> list[str]:
     ]
 
 
-def run_child(command: list[str], log: Path, timeout: float) -> float:
-    """Run a child to completion (its output to ``log``); returns its launch time (time.time())."""
+class TreeCpu:
+    """CPU seconds (user + system) used by a process and all its descendants, sampled every
+    ``every_s`` with wall-clock stamps. A process that exits keeps its last reading, so the sum
+    never goes back. On a shared machine wall time includes waiting for a core; CPU time is
+    the work a contender itself did (its Ray daemons, launcher and spin-waits included)."""
+
+    def __init__(self, pid: int, every_s: float = 0.5):
+        import threading
+
+        self.pid = pid
+        self.samples: list[tuple[float, float]] = []
+        self._last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._every = every_s
+        self._thread.start()
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            try:
+                root = psutil.Process(self.pid)
+                for process in [root, *root.children(recursive=True)]:
+                    try:
+                        times = process.cpu_times()
+                        self._last[process.pid] = times.user + times.system + times.children_user + times.children_system
+                    except psutil.Error:
+                        continue
+            except psutil.Error:
+                pass
+            self.samples.append((time.time(), sum(self._last.values())))
+            self._stop.wait(self._every)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def between(self, start: float, end: float) -> float:
+        """CPU seconds used between two wall-clock times (linear between samples)."""
+        import numpy as np
+
+        stamps, cpu = zip(*self.samples)
+        return float(np.interp(end, stamps, cpu) - np.interp(start, stamps, cpu))
+
+
+def run_child(command: list[str], log: Path, timeout: float, cpu: bool = False) -> tuple[float, TreeCpu | None]:
+    """Run a child to completion (its output to ``log``); returns its launch time (time.time())
+    and, with ``cpu``, the CPU time of its process tree over the run."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     launched = time.time()
     with log.open("w") as out:
-        process = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=timeout, cwd=REPO)
-    if process.returncode != 0:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        tree = TreeCpu(process.pid) if cpu else None
+        try:
+            returncode = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+        finally:
+            if tree is not None:
+                tree.stop()
+    if returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
-        raise RuntimeError(f"child failed ({process.returncode}): {' '.join(command)}\n{tail}")
-    return launched
+        raise RuntimeError(f"child failed ({returncode}): {' '.join(command)}\n{tail}")
+    return launched, tree
 
 
 def median(values: list[float]) -> float:

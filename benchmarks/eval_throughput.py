@@ -12,8 +12,10 @@ share). Three ways to batch the same rows, timed interleaved, same model, same t
 - ``sorted``: what xit-dist runs, ``predict_shard`` in xit_dist/evaluate/zero_shot.py (rows
   sorted by length, a batch ends early rather than pad more than 5% of its tokens, padded to
   its longest row);
+- ``sorted, before``: the same before the padding cap (fixed batches of 64 in length order, the
+  format's collator rounding each batch up to a multiple of 8), for the before/after record;
 - ``naive``: rows in file order, every batch padded to the maximum length (``padding="max_length"``);
-- ``dynamic``: rows in file order, padded per batch (for reference).
+- ``dynamic``: rows in file order, padded per batch by the format's collator (for reference).
 
 Tokens/s counts real (non-padding) tokens over the prediction time; padding fraction is padding
 tokens over all tokens fed (counted by a forward pre-hook on the model: what it really got). Predictions of ``sorted`` and ``naive`` are compared row by row.
@@ -123,8 +125,23 @@ def main(argv: list[str] | None = None) -> int:
             out.update(zip(batch_indices, fmt.predict(model, dict(batch), job.options)))
         return out
 
+    @torch.no_grad()
+    def predict_sorted_before(lang: str) -> dict[int, object]:
+        """xit-dist's evaluation before the padding cap: fixed batches in length order, padded
+        by the format's collator (to a multiple of 8)."""
+        features = per_language[lang]
+        columns = {name: features[name] for name in fmt.model_inputs}
+        order = sorted(range(len(lengths[lang])), key=lambda i: (lengths[lang][i], i))
+        out = {}
+        for start in range(0, len(order), BATCH_SIZE):
+            batch_indices = order[start : start + BATCH_SIZE]
+            batch = collate([{n: c[i] for n, c in columns.items()} for i in batch_indices])
+            out.update(zip(batch_indices, fmt.predict(model, dict(batch), job.options)))
+        return out
+
     ways = {
         "sorted": lambda lang: predict_shard(model, per_language[lang], list(range(len(lengths[lang]))), job, tokenizer, fmt, device),
+        "sorted, before": predict_sorted_before,
         "naive": lambda lang: predict_in_order(lang, pad_to_max=True),
         "dynamic": lambda lang: predict_in_order(lang, pad_to_max=False),
     }
@@ -143,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             predictions[current] = {lang: ways[current](lang) for lang in lengths}
         hook.remove()
         for rep in range(args.repeats):
-            order = list(ways)[rep % 3:] + list(ways)[: rep % 3]
+            order = list(ways)[rep % len(ways):] + list(ways)[: rep % len(ways)]
             for name in order:
                 start = time.perf_counter()
                 for lang in lengths:

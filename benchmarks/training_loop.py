@@ -17,7 +17,9 @@ tokens), global batch 16 (micro batch 8 x 2 workers), fp32, AdamW with linear wa
 
 Throughput: the wall time of every optimizer step on rank 0 (each contender ticks one clock at
 the same point: after its optimizer step returns); steady state = samples/s over the steps after
-the first ``--warmup``. Start-up: from launching the contender's process to the end of its first
+the first ``--warmup``. Also samples per CPU-second: the CPU time (user + system) of the
+contender's whole process tree over the same steps (Ray's daemons, the launcher, spin-waits all
+count), which a busy shared machine disturbs far less than wall time. Start-up: from launching the contender's process to the end of its first
 step (for xit-dist also from the ``run_phase`` call, i.e. with Ray already up, as in a run of
 several phases). Contenders run one at a time, interleaved, each repetition in a rotated order;
 ratios are taken within a repetition (paired) and the median over repetitions is reported.
@@ -163,7 +165,9 @@ def child_hf_trainer(args) -> None:
     config = load_ds_config(resolve_ds_config(f"zero{args.stage}"))
     zero = config.get("zero_optimization", {})
     if zero.get("allgather_bucket_size") == "auto":  # an "auto" of ours the Trainer does not know: xit-dist's value
-        zero["allgather_bucket_size"] = build_model().config.hidden_size ** 2
+        from transformers import AutoConfig
+
+        zero["allgather_bucket_size"] = AutoConfig.from_pretrained(_common.small_model_dir()).hidden_size ** 2
 
     class Clock(TrainerCallback):
         def on_step_end(self, *_, **__):
@@ -191,11 +195,23 @@ def child_hf_trainer(args) -> None:
         deepspeed=config,  # the other "auto" values: the Trainer fills them
     )
     dataset = _RowsDataset(*_common.tokenized_nli(Path(args.data), SEQ_LEN))
+    # ZeRO-3 builds the model partitioned (zero.Init) as it loads: the process group and
+    # DeepSpeed's view of it must exist first (with use_cpu the Trainer sets up neither before).
+    _ = training_args.device
+    import deepspeed
+
+    deepspeed.init_distributed(dist_backend="gloo")
     trainer = Trainer(
         model=build_model(), args=training_args, train_dataset=dataset, data_collator=default_data_collator, callbacks=[Clock()]
     )
     trainer.train()
     clock.save()
+    torch.distributed.barrier()
+    # Everything is measured and saved: leave without the interpreter's teardown, where a gloo
+    # thread of the Trainer's process group aborted the exit at ZeRO-3 ("terminate called
+    # without an active exception"), even after destroy_process_group.
+    sys.stdout.flush()
+    os._exit(0)
 
 
 def timed_phase_worker(clock_path: str, config: dict) -> None:
@@ -279,13 +295,15 @@ def run_contender(name: str, stage: int | None, args, data_dir: Path, work: Path
     ]
     script = Path(__file__).resolve()
     command = [sys.executable, str(script), *child_args] if name == "xit-dist" else _common.torchrun(WORKERS, script, child_args)
-    launched = _common.run_child(command, log, timeout=args.timeout)
+    launched, tree = _common.run_child(command, log, timeout=args.timeout, cpu=True)
     record = json.loads(clock.read_text())
     times = record["times"]
     if len(times) != args.warmup + args.steps:
         raise RuntimeError(f"{tag}: {len(times)} steps recorded, expected {args.warmup + args.steps} (see {log})")
+    cpu_seconds = tree.between(times[args.warmup], times[-1])
     result = {
         "samples_per_s": _common.steady_samples_per_s(times, args.warmup, GLOBAL_BATCH),
+        "samples_per_cpu_s": (len(times) - 1 - args.warmup) * GLOBAL_BATCH / cpu_seconds,
         "startup_s": times[0] - launched,
     }
     if "phase_called" in record:
@@ -354,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
                 extra = f", phase start-up {result['phase_startup_s']:.1f}s (ray.init {result['ray_init_s']:.1f}s)" if "phase_startup_s" in result else ""
                 print(
                     f"rep {rep} {name:10s} ZeRO-{stage if stage is not None else '-'}: {result['samples_per_s']:6.2f} samples/s, "
+                    f"{result['samples_per_cpu_s']:5.2f} samples/CPU-s, "
                     f"start-up {result['startup_s']:5.1f}s{extra}  (load {before:.2f})", flush=True,
                 )
     print()
@@ -380,25 +399,26 @@ def report(measurements: list[dict], args) -> str:
         return "-" if x is None else format(x, spec)
 
     reps = range(args.repeats)
-    ddp = {rep: value("ddp", None, rep) for rep in reps}
-    rows = []
-    for stage in args.stages:
-        cells = [f"ZeRO-{stage}"]
-        for name in STAGED:
-            cells.append(fmt(med([value(name, stage, r) for r in reps])))
-        cells.append(fmt(med(list(ddp.values()))))
-        best_xit = max([v for r in reps if (v := value("xit-dist", stage, r))], default=None)
-        for other in (lambda r: value("deepspeed", stage, r), lambda r: value("hf-trainer", stage, r), lambda r: ddp[r]):
-            paired = [value("xit-dist", stage, r) / other(r) for r in reps if value("xit-dist", stage, r) and other(r)]
-            spread = f" ({min(paired):.2f}-{max(paired):.2f})" if len(paired) > 1 else ""
-            best_other = max([v for r in reps if (v := other(r))], default=None)
-            best = f"; best {best_xit / best_other:.3f}x" if len(paired) > 1 and best_xit and best_other else ""
-            cells.append(f"{med(paired):.3f}x{spread}{best}" if paired else "-")
-        rows.append(cells)
-    throughput = _common.table(
-        rows,
-        ["stage", "xit-dist", "deepspeed", "hf-trainer", "ddp", "xit/deepspeed", "xit/trainer", "xit/ddp"],
-    )
+
+    def throughput(key: str) -> str:
+        ddp = {rep: value("ddp", None, rep, key) for rep in reps}
+        rows = []
+        for stage in args.stages:
+            cells = [f"ZeRO-{stage}"]
+            for name in STAGED:
+                cells.append(fmt(med([value(name, stage, r, key) for r in reps])))
+            cells.append(fmt(med(list(ddp.values()))))
+            ours = {r: value("xit-dist", stage, r, key) for r in reps}
+            best_ours = max([v for v in ours.values() if v], default=None)
+            for other in (lambda r: value("deepspeed", stage, r, key), lambda r: value("hf-trainer", stage, r, key), lambda r: ddp[r]):
+                paired = [ours[r] / other(r) for r in reps if ours[r] and other(r)]
+                spread = f" ({min(paired):.2f}-{max(paired):.2f})" if len(paired) > 1 else ""
+                best_other = max([v for r in reps if (v := other(r))], default=None)
+                best = f"; best {best_ours / best_other:.2f}x" if len(paired) > 1 and best_ours and best_other else ""
+                cells.append(f"{med(paired):.2f}x{spread}{best}" if paired else "-")
+            rows.append(cells)
+        return _common.table(rows, ["stage", "xit-dist", "deepspeed", "hf-trainer", "ddp", "xit/deepspeed", "xit/trainer", "xit/ddp"])
+
     start_rows = []
     for name in CONTENDERS:
         for stage in ([None] if name == "ddp" else args.stages):
@@ -409,9 +429,12 @@ def report(measurements: list[dict], args) -> str:
             start_rows.append([name, "-" if stage is None else f"ZeRO-{stage}", fmt(startup, ".1f"), fmt(phase, ".1f")])
     startup = _common.table(start_rows, ["contender", "stage", "launch -> first step (s)", "run_phase -> first step (s)"])
     return (
-        "steady-state samples/s (median over repetitions; ratios: median of the ratios paired within a repetition (min-max);\n"
-        "best: the best xit-dist repetition over the other's best, the least disturbed of each on a shared machine):\n"
-        + throughput + "\n\nstart-up (median):\n" + startup
+        "Ratios: median of the ratios paired within a repetition (min-max); best: the best xit-dist repetition over the\n"
+        "other's best (the least disturbed of each on a shared machine). Values: medians over repetitions.\n\n"
+        "steady-state samples/s (wall clock):\n" + throughput("samples_per_s")
+        + "\n\nsteady-state samples per CPU-second (user + system time of the contender's whole process tree):\n"
+        + throughput("samples_per_cpu_s")
+        + "\n\nstart-up (median):\n" + startup
     )
 
 

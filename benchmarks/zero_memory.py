@@ -1,9 +1,10 @@
 """ZeRO memory per rank, read from the DeepSpeed engines, against the ideal share.
 
-    python benchmarks/zero_memory.py              # ZeRO 0-3 with 2 and 4 workers (~3 min on 2 cores)
-    python benchmarks/zero_memory.py --quick      # 2 workers only
+    python benchmarks/zero_memory.py              # fp32 ZeRO 0-3 and bf16 ZeRO 2-3, 2 and 4 workers (~4 min on 2 cores)
+    python benchmarks/zero_memory.py --quick      # fp32, 2 workers only
+    python benchmarks/zero_memory.py --explain    # also list every storage counted, per rank
 
-For each worker count N (one ``torchrun`` per N) and each ZeRO stage, every rank builds the
+For each precision and worker count N (one ``torchrun`` each) and each ZeRO stage, every rank builds the
 engine the way an xit-dist worker does (``fill_auto`` on ds_configs/zeroS.json, the model built
 partitioned under ZeRO-3 through ``HfDeepSpeedConfig``, the worker's ``build_optimizer``), runs
 two optimizer steps, and counts the bytes it holds, deduplicated by storage:
@@ -19,8 +20,11 @@ two optimizer steps, and counts the bytes it holds, deduplicated by storage:
   fp32 training);
 - reduce buckets and anything else the optimizer holds are listed, not compared.
 
-Ideal share per rank with P parameters of 4 bytes (fp32): parameters P (stage 3: P/N), gradients
-P (stages 2-3: P/N), optimizer states 2P (stages 1-3: 2P/N), master weights 0 (stages 1-3: P/N).
+Ideal share per rank, in parameters' worth of 4 bytes (P parameters): parameters P (stage 3: P/N),
+gradients P (stages 2-3: P/N), optimizer states 2P (stages 1-3: 2P/N), master weights 0 (stages
+1-3: P/N). bf16 (bf16 weights, gradients accumulated in fp32 through DeepSpeed's ``data_types``,
+which ``fill_auto`` sets for bf16 at stages 1-3; DeepSpeed on CPU has no bf16 ZeRO-1): the same
+with 2-byte parameters.
 """
 
 from __future__ import annotations
@@ -153,8 +157,7 @@ def measure_stage(stage: int, rank: int, world_size: int, bf16: bool = False) ->
         world_size=world_size, learning_rate=TRAINING["learning_rate"], weight_decay=TRAINING["weight_decay"],
         adam_epsilon=TRAINING["adam_epsilon"], max_grad_norm=TRAINING["max_grad_norm"], bf16=bf16, hidden_size=hidden,
     )
-    if bf16:  # bf16 weights, gradients accumulated and partitioned in fp32 (DeepSpeed's "data_types")
-        config["data_types"] = {"grad_accum_dtype": "fp32"}
+    assert not bf16 or config["data_types"]["grad_accum_dtype"] == "fp32"  # fill_auto's bf16 setting
     keep_alive = None
     if stage == 3:  # as the worker does: built already partitioned
         from transformers.integrations import HfDeepSpeedConfig

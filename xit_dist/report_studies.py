@@ -205,8 +205,12 @@ def drop_by_resource_group(report: GridReport) -> Section | None:
                 fig, ax = plt.subplots(figsize=(5.5, 3.4))
                 width = 0.8 / len(bars)
                 for k, (row, values) in enumerate(bars.items()):
-                    ax.bar([i + k * width for i in range(3)], [v if v is not None else 0 for v in values], width=width, label=row)
-                ax.set_xticks([i + 0.4 - width / 2 for i in range(3)], ["low", "mid", "high"])
+                    present = [(i, v) for i, v in enumerate(values) if v is not None]  # a group without languages: no bar
+                    ax.bar([i + k * width for i, _ in present], [v for _, v in present], width=width, label=row)
+                ax.axhline(0, color="black", linewidth=0.6)
+                groups = ["low", "mid", "high"]
+                empty = {i for i in range(3) if all(values[i] is None for values in bars.values())}
+                ax.set_xticks([i + 0.4 - width / 2 for i in range(3)], [f"{g}\n(no languages)" if i in empty else g for i, g in enumerate(groups)])
                 ax.set_xlabel("language resource group")
                 ax.set_ylabel("drop from English (points)")
                 ax.set_title(f"{report.grid}: {target}", fontsize=9)

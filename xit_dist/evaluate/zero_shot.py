@@ -36,8 +36,9 @@ def shard_indices(num_rows: int, rank: int, world_size: int) -> list[int]:
 
 
 # Most padding left after sorting is where the length steps up inside a batch (short rows,
-# few rows per language): a batch ends early rather than pad more than this share of its tokens
-# (benchmarks/eval_throughput.py: 23.5% padding -> see BENCHMARKS.md).
+# few rows per language): a batch ends early rather than pad more than this share of its tokens.
+# Demo XNLI, batch 64: 23.5% padding before (with the multiple-of-8 rounding), 1.9% after
+# (benchmarks/eval_throughput.py, BENCHMARKS.md).
 MAX_BATCH_PADDING = 0.05
 
 

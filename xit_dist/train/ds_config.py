@@ -96,6 +96,12 @@ def fill_auto(
     bf16_section = filled.setdefault("bf16", {})
     if bf16_section.get("enabled", "auto") == "auto":
         bf16_section["enabled"] = bf16
+    if bf16_section["enabled"] and zero_stage(filled) >= 1:
+        # Gradients accumulated and reduced in fp32 (DeepSpeed's default for bf16 is bf16). It is
+        # also what lets ZeRO-1/2 keep exactly this rank's share of the gradients: with gradients
+        # in the weights' dtype DeepSpeed holds every parameter that straddles a partition boundary
+        # whole, XLM-R's 256M-parameter embedding included (benchmarks/zero_memory.py, BENCHMARKS.md).
+        filled.setdefault("data_types", {}).setdefault("grad_accum_dtype", "fp32")
     zero = filled.setdefault("zero_optimization", {})
     buckets = {
         "reduce_bucket_size": hidden_size * hidden_size,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from xit_dist.train.jobs import PhaseJob
+from xit_dist.train.phase_lock import phase_lock
 
 DONE_FILE = "phase.json"
 
@@ -41,11 +42,21 @@ def output_subdir(phase_dir: Path, saves: str) -> Path:
 
 
 def run_phase(job: PhaseJob, saves: str, phase_dir: Path, resources: PhaseResources, callbacks: tuple = ()) -> PhaseOutcome:
-    """``callbacks``: Ray Train callbacks of the run (a search trial forwards reports to Tune)."""
+    """``callbacks``: Ray Train callbacks of the run (a search trial forwards reports to Tune).
+    Only one process trains a phase at a time (``phase_lock``); another one waits and reuses it."""
+    from xit_dist.runner import say
+
     record = completed_record(phase_dir)
     if record is not None:
         return PhaseOutcome(record, output_subdir(phase_dir, saves), reused=True)
+    with phase_lock(phase_dir, job.phase_id, say):
+        record = completed_record(phase_dir)  # done by the process we waited for
+        if record is not None:
+            return PhaseOutcome(record, output_subdir(phase_dir, saves), reused=True)
+        return _train(job, saves, phase_dir, resources, callbacks)
 
+
+def _train(job: PhaseJob, saves: str, phase_dir: Path, resources: PhaseResources, callbacks: tuple) -> PhaseOutcome:
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 

@@ -256,6 +256,8 @@ def train_phase_worker(config: dict[str, Any]) -> None:
     progress, rng = resumed or ({"global_step": 0, "init_encoder_fingerprint": init_fingerprint, "losses": []}, None)
     if resumed:
         progress.setdefault("resumed_from_steps", []).append(progress["global_step"])
+    if loader is not None:  # what it trains on, after subsampling and augmentation: one feature per row
+        progress["train_features"] = len(loader.dataset)  # (a QA window each); a mixture records its members' sizes
     # the Ray node of every rank, in rank order (lands in the phase record, phase.json)
     node_ids: list[str | None] = [None] * world_size
     torch.distributed.all_gather_object(node_ids, ray.get_runtime_context().get_node_id())

@@ -1,0 +1,52 @@
+"""One trainer per phase directory, across processes and nodes.
+
+Two drivers may need the same phase at once: two ``xit-dist run`` of grids that share an
+intermediate phase, or the same grid started twice on one ``output_dir``. Without a lock both
+would train it into the same directory and the Ray run of one would resume from the other's
+checkpoints. The lock is ``flock`` on a file in the phase directory (on a shared filesystem the
+kernel's NFS client maps it onto NFS locks, so it holds across nodes); whoever gets it second
+waits, then finds the phase done and reuses it. The lock file names its holder for the message
+the waiter prints. A killed holder's lock goes with its process: nothing stale is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+LOCK_FILE = ".train.lock"
+
+
+def holder_of(phase_dir: Path) -> str:
+    """Who holds (or last held) the lock, as the lock file says: 'pid P on HOST since T'."""
+    try:
+        info = json.loads((phase_dir / LOCK_FILE).read_text())
+        return f"pid {info['pid']} on {info['host']} since {info['since']}"
+    except (OSError, ValueError, KeyError):
+        return "another process"
+
+
+@contextlib.contextmanager
+def phase_lock(phase_dir: Path, phase_id: str, say: Callable[[str], None]) -> Iterator[None]:
+    """Hold the phase's lock for the block; if another process holds it, say so once and wait."""
+    phase_dir.mkdir(parents=True, exist_ok=True)
+    with open(phase_dir / LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"   phase {phase_id} is being trained by {holder_of(phase_dir)} ({phase_dir}): waiting for it")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
