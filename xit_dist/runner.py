@@ -43,7 +43,6 @@ def say(message: str) -> None:
 
 
 API_SERVER_ENV = "RAY_API_SERVER_ADDRESS"
-WORKER_NICENESS_ENV = "RAY_worker_niceness"
 
 
 def start_ray(address: str | None) -> None:
@@ -67,11 +66,6 @@ def start_ray(address: str | None) -> None:
     port = _free_local_port()
     previous = os.environ.get(API_SERVER_ENV)
     os.environ[API_SERVER_ENV] = f"http://127.0.0.1:{port}"
-    # Ray starts worker processes at niceness 15 (its worker_niceness default): the training
-    # workers then yield the CPU to everything else on the node, Ray's own daemons included,
-    # which on a small local machine take a measurable share (BENCHMARKS.md, section 1). The
-    # raylet reads this when it starts; a cluster the user starts keeps Ray's setting.
-    os.environ.setdefault(WORKER_NICENESS_ENV, "0")
     try:
         ray.init(
             address="local", logging_level="WARNING", runtime_env={"env_vars": WORKER_ENV},
