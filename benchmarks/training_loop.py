@@ -9,11 +9,17 @@ tokens), global batch 16 (micro batch 8 x 2 workers), fp32, AdamW with linear wa
 
 - ``xit-dist``: a real phase: ``run_phase`` -> Ray Train ``TorchTrainer`` -> the worker loop in
   xit_dist/train/worker.py (datasets features, the format's collator, MLflow metrics every 10
-  steps, Ray reports, checkpoint at the end), in its own process that starts Ray;
+  steps, a checkpoint reported to Ray at the end), in its own process that starts Ray;
 - ``deepspeed``: ``deepspeed.initialize`` and a plain loop over pre-tokenised tensors under
   ``torchrun`` (no Ray), with the same filled DeepSpeed config;
 - ``hf-trainer``: Hugging Face ``Trainer`` with the same DeepSpeed config file, under ``torchrun``;
 - ``ddp``: plain PyTorch DDP (gloo) under ``torchrun``: no ZeRO at all.
+
+Diagnostics, run only when named in ``--contenders`` (they take xit-dist's distance to the bare
+loop apart): ``deepspeed-beside-ray`` (the bare loop with an idle local Ray beside it),
+``deepspeed-in-thread`` (the bare loop in a second thread) and ``deepspeed-in-ray`` (the bare
+loop as Ray Train's ``train_loop_per_worker``), e.g.
+``--stages 1 --contenders xit-dist deepspeed deepspeed-in-thread deepspeed-in-ray --repeats 3``.
 
 Throughput: the wall time of every optimizer step on rank 0 (each contender ticks one clock at
 the same point: after its optimizer step returns); steady state = samples/s over the steps after
@@ -48,7 +54,11 @@ LEARNING_RATE = 1e-4
 WEIGHT_DECAY = 0.01
 WARMUP_RATIO = 0.1
 CONTENDERS = ("xit-dist", "deepspeed", "hf-trainer", "ddp")
-STAGED = ("xit-dist", "deepspeed", "hf-trainer")  # run once per ZeRO stage; ddp once per repetition
+# Diagnostics (not run unless named in --contenders): where xit-dist's distance to the bare loop
+# comes from: Ray's daemons beside the loop, the loop in a second thread, the loop inside a Ray
+# Train worker.
+DIAGNOSTICS = ("deepspeed-beside-ray", "deepspeed-in-thread", "deepspeed-in-ray")
+STAGED = ("xit-dist", "deepspeed", "hf-trainer", *DIAGNOSTICS)  # once per ZeRO stage; ddp once per repetition
 
 
 # ------------------------------------------------------------------ contenders (children)
@@ -81,13 +91,14 @@ def tensor_loader(data_dir: Path, rank: int):
     return DataLoader(dataset, batch_size=MICRO_BATCH, sampler=sampler, drop_last=True)
 
 
-def child_deepspeed(args) -> None:
+def deepspeed_loop(args, rank: int) -> None:
+    """The bare DeepSpeed loop: ``deepspeed.initialize`` and forward/backward/step over
+    pre-tokenised tensors (a process group already set up, by Ray Train, is used as is)."""
     import deepspeed
     import torch
 
     from xit_dist.train.ds_config import fill_auto, load_ds_config, resolve_ds_config
 
-    rank = int(os.environ["RANK"])
     torch.set_num_threads(1)
     torch.manual_seed(0)
     deepspeed.init_distributed(dist_backend="gloo")
@@ -110,6 +121,55 @@ def child_deepspeed(args) -> None:
         engine.step()
         clock.tick()
     clock.save()
+
+
+def child_deepspeed(args) -> None:
+    deepspeed_loop(args, int(os.environ["RANK"]))
+
+
+def child_deepspeed_in_ray(args) -> None:
+    """Diagnostic: the bare loop as Ray Train's ``train_loop_per_worker`` (a worker actor's
+    training thread, Ray's daemons and Train's helper actors around it), none of xit-dist's code."""
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from xit_dist.runner import start_ray
+
+    start_ray(None)
+
+    def loop(_config) -> None:
+        import ray.train
+
+        deepspeed_loop(args, ray.train.get_context().get_world_rank())
+
+    TorchTrainer(
+        loop, torch_config=TorchConfig(backend="gloo"),
+        scaling_config=ScalingConfig(num_workers=WORKERS, resources_per_worker={"CPU": 1}),
+        run_config=RunConfig(name="bench", storage_path=str(Path(args.out) / "ray")),
+    ).fit()
+
+
+def child_deepspeed_in_thread(args) -> None:
+    """Diagnostic: the bare loop under ``torchrun`` in a second thread, the way a Ray Train worker
+    runs the training function (its main thread serves Ray's calls)."""
+    import threading
+
+    worker = threading.Thread(target=deepspeed_loop, args=(args, int(os.environ["RANK"])))
+    worker.start()
+    worker.join()
+
+
+def child_deepspeed_beside_ray(args) -> None:
+    """Diagnostic: the bare loop under ``torchrun`` while an idle local Ray (started as xit-dist
+    starts it) runs beside it: the cost of Ray's daemons alone."""
+    from xit_dist.runner import start_ray
+
+    start_ray(None)
+    child_args = [
+        "--child", "deepspeed", "--stage", str(args.stage), "--clock", args.clock, "--data", args.data,
+        "--total-steps", str(args.total_steps), "--out", args.out,
+    ]
+    subprocess.run(_common.torchrun(WORKERS, Path(__file__).resolve(), child_args), check=True)
 
 
 def child_ddp(args) -> None:
@@ -280,7 +340,11 @@ def child_xit(args) -> None:
     Path(args.clock).write_text(json.dumps(clock))
 
 
-CHILDREN = {"xit-dist": child_xit, "deepspeed": child_deepspeed, "hf-trainer": child_hf_trainer, "ddp": child_ddp}
+CHILDREN = {
+    "xit-dist": child_xit, "deepspeed": child_deepspeed, "hf-trainer": child_hf_trainer, "ddp": child_ddp,
+    "deepspeed-in-ray": child_deepspeed_in_ray, "deepspeed-beside-ray": child_deepspeed_beside_ray,
+    "deepspeed-in-thread": child_deepspeed_in_thread,
+}
 
 
 # ------------------------------------------------------------------ the driver
@@ -294,7 +358,8 @@ def run_contender(name: str, stage: int | None, args, data_dir: Path, work: Path
         "--total-steps", str(args.warmup + args.steps), "--out", str(work / tag),
     ]
     script = Path(__file__).resolve()
-    command = [sys.executable, str(script), *child_args] if name == "xit-dist" else _common.torchrun(WORKERS, script, child_args)
+    own_launcher = name in ("xit-dist", "deepspeed-beside-ray", "deepspeed-in-ray")  # start Ray or torchrun themselves
+    command = [sys.executable, str(script), *child_args] if own_launcher else _common.torchrun(WORKERS, script, child_args)
     launched, tree = _common.run_child(command, log, timeout=args.timeout, cpu=True)
     record = json.loads(clock.read_text())
     times = record["times"]
@@ -318,13 +383,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="interleaved repetitions (default 2)")
     parser.add_argument("--warmup", type=int, default=5, help="steps left out of the steady state (default 5)")
     parser.add_argument("--steps", type=int, default=20, help="steps measured after warm-up (default 20)")
-    parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=CONTENDERS)
+    parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=CONTENDERS + DIAGNOSTICS)
     parser.add_argument("--quick", action="store_true", help="ZeRO 0 and 3, 1 repetition, 15 measured steps")
     parser.add_argument("--workdir", default=None, help="where children write (default: a temporary directory)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds one contender may take")
     parser.add_argument("--json", default=None, help="also write every measurement here")
     # internal: one contender in a child process
-    parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=CONTENDERS + DIAGNOSTICS, help=argparse.SUPPRESS)
     parser.add_argument("--stage", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--clock", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -400,27 +465,28 @@ def report(measurements: list[dict], args) -> str:
 
     reps = range(args.repeats)
 
+    columns = [name for name in STAGED if name in args.contenders] + (["ddp"] if "ddp" in args.contenders else [])
+    others = [name for name in columns if name != "xit-dist"]
+
     def throughput(key: str) -> str:
-        ddp = {rep: value("ddp", None, rep, key) for rep in reps}
         rows = []
         for stage in args.stages:
-            cells = [f"ZeRO-{stage}"]
-            for name in STAGED:
-                cells.append(fmt(med([value(name, stage, r, key) for r in reps])))
-            cells.append(fmt(med(list(ddp.values()))))
-            ours = {r: value("xit-dist", stage, r, key) for r in reps}
+            per_rep = {name: {r: value(name, None if name == "ddp" else stage, r, key) for r in reps} for name in columns}
+            cells = [f"ZeRO-{stage}"] + [fmt(med(list(per_rep[name].values()))) for name in columns]
+            ours = per_rep.get("xit-dist", {})
             best_ours = max([v for v in ours.values() if v], default=None)
-            for other in (lambda r: value("deepspeed", stage, r, key), lambda r: value("hf-trainer", stage, r, key), lambda r: ddp[r]):
-                paired = [ours[r] / other(r) for r in reps if ours[r] and other(r)]
+            for other in others if ours else []:
+                paired = [ours[r] / per_rep[other][r] for r in reps if ours[r] and per_rep[other][r]]
                 spread = f" ({min(paired):.2f}-{max(paired):.2f})" if len(paired) > 1 else ""
-                best_other = max([v for r in reps if (v := other(r))], default=None)
+                best_other = max([v for v in per_rep[other].values() if v], default=None)
                 best = f"; best {best_ours / best_other:.2f}x" if len(paired) > 1 and best_ours and best_other else ""
                 cells.append(f"{med(paired):.2f}x{spread}{best}" if paired else "-")
             rows.append(cells)
-        return _common.table(rows, ["stage", "xit-dist", "deepspeed", "hf-trainer", "ddp", "xit/deepspeed", "xit/trainer", "xit/ddp"])
+        head = ["stage", *columns, *([f"xit/{other}" for other in others] if "xit-dist" in columns else [])]
+        return _common.table(rows, head)
 
     start_rows = []
-    for name in CONTENDERS:
+    for name in CONTENDERS + DIAGNOSTICS:
         for stage in ([None] if name == "ddp" else args.stages):
             startup = med([value(name, stage, r, "startup_s") for r in reps])
             if startup is None:

@@ -4,6 +4,7 @@ benchmarks themselves run by hand (``python benchmarks/<name>.py``), never in th
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 from pathlib import Path
@@ -55,3 +56,24 @@ def test_steady_state_leaves_out_the_warm_up_steps():
     assert common.steady_samples_per_s(times, warmup=1, global_batch=16) == pytest.approx(3 * 16 / 3.0)
     with pytest.raises(ValueError):
         common.steady_samples_per_s(times[:2], warmup=1, global_batch=16)
+
+
+def test_loop_report_pairs_xit_dist_with_each_contender_within_a_repetition():
+    """The decomposition table: xit-dist's ratio to every other contender that ran, paired per
+    repetition (medians of ratios, not ratios of medians)."""
+    loop = load("training_loop")
+    args = argparse.Namespace(repeats=2, stages=[1], contenders=["xit-dist", "deepspeed", "deepspeed-in-ray"])
+    speeds = {("xit-dist", 0): 30.0, ("deepspeed", 0): 40.0, ("deepspeed-in-ray", 0): 30.0,
+              ("xit-dist", 1): 20.0, ("deepspeed", 1): 20.0, ("deepspeed-in-ray", 1): 25.0}
+    measurements = [
+        {"contender": name, "stage": 1, "rep": rep, "samples_per_s": value, "samples_per_cpu_s": value / 2, "startup_s": 9.0}
+        for (name, rep), value in speeds.items()
+    ]
+    wall = loop.report(measurements, args).split("samples per CPU-second")[0]
+    head, _, row = [line for line in wall.splitlines() if line.startswith("|")][:3]
+    assert [cell.strip() for cell in head.strip("|").split("|")] == [
+        "stage", "xit-dist", "deepspeed", "deepspeed-in-ray", "xit/deepspeed", "xit/deepspeed-in-ray"]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[1:4] == ["25.00", "30.00", "27.50"]            # medians over the two repetitions
+    assert cells[4].startswith("0.88x (0.75-1.00)")             # 30/40 and 20/20
+    assert cells[5].startswith("0.90x (0.80-1.00)")             # 30/30 and 20/25

@@ -38,16 +38,16 @@ def test_second_driver_waits_then_reuses_the_phase_without_training(tmp_path):
         assert holder.poll() is None and time.monotonic() < deadline, "the holder never took the lock"
         time.sleep(0.05)
     messages: list[str] = []
-    import xit_dist.runner as runner
+    import xit_dist.train.phase as phase
 
-    original, runner.say = runner.say, messages.append
+    original, phase.say = phase.say, messages.append
     try:
         started = time.monotonic()
         # resources=None: reaching the training code (Ray) instead of reusing would fail loudly.
         outcome = run_phase(SimpleNamespace(phase_id="p"), "encoder", phase_dir, resources=None)
         waited = time.monotonic() - started
     finally:
-        runner.say = original
+        phase.say = original
     assert holder.wait(timeout=60) == 0
     assert outcome.reused and outcome.record == {"trained_by": "holder"} and outcome.output_dir == phase_dir / "encoder"
     assert waited > 1.0  # it really waited for the holder's "training"

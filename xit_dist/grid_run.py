@@ -28,6 +28,7 @@ from typing import Any, Callable
 from xit_dist.errors import XitError
 from xit_dist.evaluate.results import TaskResults
 from xit_dist.grid import Cell, Grid, SharedPhase, shared_phases
+from xit_dist.logs import say
 from xit_dist.plan import encoder_evaluation, phase_dir
 from xit_dist.preflight import ResolvedInputs, preflight
 from xit_dist.runner import (
@@ -44,7 +45,6 @@ from xit_dist.runner import (
     phase_job,
     prepare_run,
     record_phase,
-    say,
     start_ray,
 )
 from xit_dist.spec import ExperimentSpec

@@ -1,9 +1,20 @@
-"""Keep the console readable: our progress lines and result tables, not every library's
-progress bars and load reports. Called in the driver and in every Ray worker."""
+"""Keep the console readable: our progress lines (``say``) and result tables, not every
+library's progress bars and load reports. Called in the driver and in every Ray worker."""
 
 from __future__ import annotations
 
 import os
+import sys
+import time
+
+_START = time.monotonic()
+
+
+def say(message: str) -> None:
+    """A driver progress line, stamped with the seconds since the process started."""
+    stamp = time.monotonic() - _START
+    print(f"[{stamp:6.1f}s] {message}" if message else "", file=sys.stdout, flush=True)
+
 
 # Ray Train V2 re-routes workers' print() through its logger, which doubles every line.
 WORKER_ENV = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore::FutureWarning"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Callable
 
 from xit_dist.data.stage import stage_data
 from xit_dist.evaluate.results import TaskResults
+from xit_dist.logs import say
 from xit_dist.plan import EncoderEvaluation, Phase, build_plan, encoder_evaluation, phase_dir, phases_root
 from xit_dist.preflight import ResolvedInputs, preflight
 from xit_dist.spec import ExperimentSpec, dump_spec
@@ -32,14 +32,6 @@ class RunSummary:
     phase_run_ids: dict[str, str]
     phases: list[PhaseOutcome]
     results: TaskResults
-
-
-_START = time.monotonic()
-
-
-def say(message: str) -> None:
-    stamp = time.monotonic() - _START
-    print(f"[{stamp:6.1f}s] {message}" if message else "", file=sys.stdout, flush=True)
 
 
 API_SERVER_ENV = "RAY_API_SERVER_ADDRESS"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xit_dist.logs import say
 from xit_dist.train.jobs import PhaseJob
 from xit_dist.train.phase_lock import phase_lock
 
@@ -44,8 +45,6 @@ def output_subdir(phase_dir: Path, saves: str) -> Path:
 def run_phase(job: PhaseJob, saves: str, phase_dir: Path, resources: PhaseResources, callbacks: tuple = ()) -> PhaseOutcome:
     """``callbacks``: Ray Train callbacks of the run (a search trial forwards reports to Tune).
     Only one process trains a phase at a time (``phase_lock``); another one waits and reuses it."""
-    from xit_dist.runner import say
-
     record = completed_record(phase_dir)
     if record is not None:
         return PhaseOutcome(record, output_subdir(phase_dir, saves), reused=True)

@@ -1,5 +1,5 @@
 """The training loop that runs on every Ray Train worker: build the model, hand it to
-``deepspeed.initialize``, train, and report metrics and DeepSpeed checkpoints to Ray.
+``deepspeed.initialize``, train, send metrics to MLflow and DeepSpeed checkpoints to Ray.
 
 Device- and backend-agnostic: the same code runs on CPU/gloo in tests and on GPU/NCCL.
 """
@@ -336,8 +336,6 @@ def run_loop(job, engine, loader, sampler, geometry: BatchGeometry, progress: di
     ``log_every_n_steps``; English-dev validation every ``eval_every_n_steps``; a checkpoint at
     each epoch end (or every N steps) and after each validation. ``batches``: the micro batches
     of a mixture phase (``multitask.Mixture``) instead of ``loader``'s."""
-    import ray.train
-
     training = job.training
     sink = MetricsSink(job, rank)
     global_batch = geometry.micro_batch_size * geometry.accumulation_steps * world_size
@@ -390,8 +388,9 @@ def run_loop(job, engine, loader, sampler, geometry: BatchGeometry, progress: di
             break  # the final checkpoint is written by the caller
         if step % checkpoint_every == 0 or (validator is not None and validator.due(step)):
             save_and_report(engine, {"global_step": step, **metrics}, progress, rank)
-        elif metrics:
-            ray.train.report({"global_step": step, **metrics})
+        # No Ray report between checkpoints: the metrics are in MLflow already, and each
+        # ray.train.report is a barrier of all ranks through an actor that then waits for the
+        # controller's next poll (every 2 s) when the previous report is still queued.
 
 
 def _mean_across_ranks(value: torch.Tensor) -> float:

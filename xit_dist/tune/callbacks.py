@@ -19,7 +19,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from xit_dist.runner import say
+from xit_dist.logs import say
 from xit_dist.tune.optuna_search import FINISHED_KEY, STEP_KEY, TRIAL_NUMBER, VALUES
 
 STATE_TAG = "xit.trial_state"
