@@ -110,13 +110,18 @@ def main(argv: list[str] | None = None) -> int:
         n = len(lengths[lang])
         return [list(range(i, min(i + BATCH_SIZE, n))) for i in range(0, n, BATCH_SIZE)]
 
+    def by_length(lang: str) -> list[list[int]]:
+        order = sorted(range(len(lengths[lang])), key=lambda i: (lengths[lang][i], i))
+        return [order[i : i + BATCH_SIZE] for i in range(0, len(order), BATCH_SIZE)]
+
     @torch.no_grad()
-    def predict_in_order(lang: str, pad_to_max: bool) -> dict[int, object]:
-        """File order; padded to max length (naive) or per batch (dynamic)."""
+    def predict_batches(lang: str, batches: list[list[int]], pad_to_max: bool) -> dict[int, object]:
+        """The given batches of row indices, padded to max length (naive) or by the format's
+        collator (to each batch's longest row, rounded up to a multiple of 8)."""
         features = per_language[lang]
         columns = {name: features[name] for name in fmt.model_inputs}
         out = {}
-        for batch_indices in in_order(lang):
+        for batch_indices in batches:
             rows_ = [{n: c[i] for n, c in columns.items()} for i in batch_indices]
             if pad_to_max:
                 batch = tokenizer.pad(rows_, padding="max_length", max_length=MAX_LENGTH, return_tensors="pt")
@@ -125,25 +130,12 @@ def main(argv: list[str] | None = None) -> int:
             out.update(zip(batch_indices, fmt.predict(model, dict(batch), job.options)))
         return out
 
-    @torch.no_grad()
-    def predict_sorted_before(lang: str) -> dict[int, object]:
-        """xit-dist's evaluation before the padding cap: fixed batches in length order, padded
-        by the format's collator (to a multiple of 8)."""
-        features = per_language[lang]
-        columns = {name: features[name] for name in fmt.model_inputs}
-        order = sorted(range(len(lengths[lang])), key=lambda i: (lengths[lang][i], i))
-        out = {}
-        for start in range(0, len(order), BATCH_SIZE):
-            batch_indices = order[start : start + BATCH_SIZE]
-            batch = collate([{n: c[i] for n, c in columns.items()} for i in batch_indices])
-            out.update(zip(batch_indices, fmt.predict(model, dict(batch), job.options)))
-        return out
-
     ways = {
         "sorted": lambda lang: predict_shard(model, per_language[lang], list(range(len(lengths[lang]))), job, tokenizer, fmt, device),
-        "sorted, before": predict_sorted_before,
-        "naive": lambda lang: predict_in_order(lang, pad_to_max=True),
-        "dynamic": lambda lang: predict_in_order(lang, pad_to_max=False),
+        # xit-dist before the padding cap: fixed batches in length order, the collator's padding
+        "sorted, before": lambda lang: predict_batches(lang, by_length(lang), pad_to_max=False),
+        "naive": lambda lang: predict_batches(lang, in_order(lang), pad_to_max=True),
+        "dynamic": lambda lang: predict_batches(lang, in_order(lang), pad_to_max=False),
     }
     fed: dict[str, int] = {}
     batches: dict[str, int] = {}
