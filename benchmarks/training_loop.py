@@ -165,11 +165,8 @@ def child_deepspeed_beside_ray(args) -> None:
     from xit_dist.runner import start_ray
 
     start_ray(None)
-    child_args = [
-        "--child", "deepspeed", "--stage", str(args.stage), "--clock", args.clock, "--data", args.data,
-        "--total-steps", str(args.total_steps), "--out", args.out,
-    ]
-    subprocess.run(_common.torchrun(WORKERS, Path(__file__).resolve(), child_args), check=True)
+    loop_args = child_arguments("deepspeed", args.stage, args.clock, args.data, args.total_steps, args.out)
+    subprocess.run(_common.torchrun(WORKERS, Path(__file__).resolve(), loop_args), check=True)
 
 
 def child_ddp(args) -> None:
@@ -350,13 +347,18 @@ CHILDREN = {
 # ------------------------------------------------------------------ the driver
 
 
+def child_arguments(name: str, stage: int, clock, data, total_steps: int, out) -> list[str]:
+    """The command-line arguments of one contender's child process."""
+    return [
+        "--child", name, "--stage", str(stage), "--clock", str(clock), "--data", str(data),
+        "--total-steps", str(total_steps), "--out", str(out),
+    ]
+
+
 def run_contender(name: str, stage: int | None, args, data_dir: Path, work: Path, tag: str) -> dict:
     clock = work / f"{tag}.json"
     log = work / f"{tag}.log"
-    child_args = [
-        "--child", name, "--stage", str(stage if stage is not None else 0), "--clock", str(clock), "--data", str(data_dir),
-        "--total-steps", str(args.warmup + args.steps), "--out", str(work / tag),
-    ]
+    child_args = child_arguments(name, stage or 0, clock, data_dir, args.warmup + args.steps, work / tag)
     script = Path(__file__).resolve()
     own_launcher = name in ("xit-dist", "deepspeed-beside-ray", "deepspeed-in-ray")  # start Ray or torchrun themselves
     command = [sys.executable, str(script), *child_args] if own_launcher else _common.torchrun(WORKERS, script, child_args)
