@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xit_dist.toolchain import interpreter_bin_first
+
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as `python benchmarks/x.py` from anywhere, without installing
     sys.path.insert(0, str(REPO))
@@ -48,6 +50,7 @@ def use_bench_environment() -> None:
     change its own process's environment); children inherit it."""
     for key, value in BENCH_ENV.items():
         os.environ.setdefault(key, value)
+    interpreter_bin_first()  # every contender builds DeepSpeed's ops with the same ninja
 
 SMALL_MODEL = "builtin:xlmr-small"  # 4 layers x 256 hidden (xit_dist/model_assets.py)
 

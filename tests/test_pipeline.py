@@ -129,22 +129,17 @@ def test_rerun_reuses_phases_and_runs(zero2_run):
 
 
 @pytest.fixture(scope="module")
-def zero3_runs(ray_cluster, tmp_path_factory):
-    """The same one-phase ZeRO-3 spec twice, in separate output directories."""
-    runs = []
-    for name in ("a", "b"):
-        out = tmp_path_factory.mktemp(f"zero3{name}")
-        tree = small_spec_tree(out, intermediate=(), deepspeed="zero3", name="zero3")
-        # 65 rows over 2 ranks in batches of 32: rank 0 runs 2 batches, rank 1 only 1. Under
-        # ZeRO-3 every forward is a collective, so this hangs unless batch counts are evened out.
-        tree["evaluation"].update(batch_size=32, max_examples_per_language=65)
-        spec = validate_tree(tree)
-        runs.append(run_experiment(spec))
-    return runs
+def zero3_run(ray_cluster, tmp_path_factory):
+    """One one-phase ZeRO-3 run: the uninterrupted run the kill tests below must reproduce."""
+    tree = small_spec_tree(tmp_path_factory.mktemp("zero3"), intermediate=(), deepspeed="zero3", name="zero3")
+    # 65 rows over 2 ranks in batches of 32: rank 0 runs 2 batches, rank 1 only 1. Under
+    # ZeRO-3 every forward is a collective, so this hangs unless batch counts are evened out.
+    tree["evaluation"].update(batch_size=32, max_examples_per_language=65)
+    return run_experiment(validate_tree(tree))
 
 
-def test_zero3_consolidated_weights_equal_engine_parameters(zero3_runs):
-    (outcome,) = zero3_runs[0].phases
+def test_zero3_consolidated_weights_equal_engine_parameters(zero3_run):
+    (outcome,) = zero3_run.phases
     record = outcome.record
     assert record["zero_stage"] == 3
     saved = encoder_fingerprint_of(outcome.output_dir, prefix="roberta.")
@@ -154,15 +149,9 @@ def test_zero3_consolidated_weights_equal_engine_parameters(zero3_runs):
     assert sum(losses[-2:]) / 2 < losses[0] - 0.05, losses
 
 
-def test_zero3_evaluation_with_unequal_shards_scores_every_row(zero3_runs):
-    assert zero3_runs[0].results.counts == {"en": 65, "de": 65, "zh": 65}
-
-
-def test_same_spec_and_seed_give_identical_metrics(zero3_runs):
-    first, second = zero3_runs
-    assert first.results.per_language == second.results.per_language
-    assert first.phases[0].record["losses"] == second.phases[0].record["losses"]
-    assert json.loads((first.run_dir / "xnli_results.json").read_text())["per_language"] == first.results.per_language
+def test_zero3_evaluation_with_unequal_shards_scores_every_row(zero3_run):
+    assert zero3_run.results.counts == {"en": 65, "de": 65, "zh": 65}
+    assert json.loads((zero3_run.run_dir / "xnli_results.json").read_text())["per_language"] == zero3_run.results.per_language
 
 
 def _cmdline(process) -> str:
@@ -193,7 +182,7 @@ def kill_a_worker_after_checkpoint(storage: Path, phase_prefix: str, step: int, 
 
 
 def zero3_spec_killed_after_step_10(tmp_path: Path, max_failures: int):
-    """The zero3_runs spec (checkpoint frequency is not part of a phase's identity), with a
+    """The zero3_run spec (checkpoint frequency is not part of a phase's identity), with a
     thread that kills a training worker once the step-10 checkpoint is registered."""
     tree = small_spec_tree(tmp_path, intermediate=(), deepspeed="zero3", name="zero3")
     tree["evaluation"].update(batch_size=32, max_examples_per_language=65)
@@ -205,6 +194,9 @@ def zero3_spec_killed_after_step_10(tmp_path: Path, max_failures: int):
 
 
 def assert_same_as_uninterrupted(summary, uninterrupted) -> None:
+    """The same spec and seed in another output directory, trained from step 0 to the kill and
+    resumed after it: every logged loss, the final weights and every metric equal the
+    uninterrupted run's (so this is also the suite's same-spec-same-seed determinism check)."""
     record = summary.phases[0].record
     assert record["resumed_from_steps"] and record["resumed_from_steps"][0] >= 10  # not from step 0
     assert record["losses"] == uninterrupted.phases[0].record["losses"]
@@ -212,20 +204,20 @@ def assert_same_as_uninterrupted(summary, uninterrupted) -> None:
     assert summary.results.per_language == uninterrupted.results.per_language
 
 
-def test_killed_phase_resumes_when_the_command_is_rerun(zero3_runs, tmp_path):
+def test_killed_phase_resumes_when_the_command_is_rerun(zero3_run, tmp_path):
     """No retries allowed: the run fails; rerunning the same command resumes from the last
     checkpoint and ends exactly where an uninterrupted run does."""
     spec, stop = zero3_spec_killed_after_step_10(tmp_path, max_failures=0)
     with pytest.raises(Exception):
         run_experiment(spec)
     stop.set()
-    assert_same_as_uninterrupted(run_experiment(spec), zero3_runs[0])
+    assert_same_as_uninterrupted(run_experiment(spec), zero3_run)
 
 
-def test_killed_worker_is_replaced_and_the_phase_finishes(zero3_runs, tmp_path):
+def test_killed_worker_is_replaced_and_the_phase_finishes(zero3_run, tmp_path):
     """With failures tolerated (the default), Ray restarts the worker group, which resumes from
     the last DeepSpeed checkpoint within the same run."""
     spec, stop = zero3_spec_killed_after_step_10(tmp_path, max_failures=1)
     summary = run_experiment(spec)
     stop.set()
-    assert_same_as_uninterrupted(summary, zero3_runs[0])
+    assert_same_as_uninterrupted(summary, zero3_run)

@@ -206,8 +206,10 @@ class MetricsSink:
 def train_phase_worker(config: dict[str, Any]) -> None:
     """Entry point of every worker (``TorchTrainer(train_loop_per_worker=...)``)."""
     from xit_dist.logs import quiet_third_party
+    from xit_dist.toolchain import interpreter_bin_first
 
     quiet_third_party()  # before deepspeed is imported
+    interpreter_bin_first()  # the ninja DeepSpeed builds its ops with
     import deepspeed
     import ray.train
     from transformers import AutoConfig, AutoTokenizer

@@ -15,6 +15,7 @@ as the cluster's CPUs and GPUs hold) keeps the trials from starving each other's
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -32,6 +33,10 @@ TRIALS_FILE = "trials.csv"
 # A trial's driver function only waits on its TorchTrainer: it asks Ray for no CPU (the workers
 # get all of them) but for the memory its Python process holds (Ray needs a non-empty request).
 TRIAL_DRIVER_MEMORY = 512 * 2**20
+# Tune snapshots its experiment state (trial states, the searcher's and ASHA's rungs, through
+# AshaRungState) at most every 10 s by default, so a killed driver could lose 10 s of results and
+# a resumed ASHA could start with empty rungs. A search's state is small: snapshot every second.
+SNAPSHOT_PERIOD_ENV, SNAPSHOT_PERIOD_S = "TUNE_GLOBAL_CHECKPOINT_S", "1"
 
 
 @dataclass
@@ -125,6 +130,7 @@ def run_search(search: SearchSpec, resume: bool, command: str, out: Callable[[st
     from xit_dist.tune.trial import TrialContext, run_trial
 
     out = out or say
+    os.environ.setdefault(SNAPSHOT_PERIOD_ENV, SNAPSHOT_PERIOD_S)  # a user's own setting wins
     search_dir = search.search_dir()
     started = check_search_state(search, search_dir, resume)
     quiet_third_party()
