@@ -30,13 +30,19 @@ HOLDER = textwrap.dedent(
 )
 
 
-def test_second_driver_waits_then_reuses_the_phase_without_training(tmp_path):
-    phase_dir = tmp_path / "phases" / "p"
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(phase_dir), "3"], cwd=Path(__file__).resolve().parents[1])
+def start_holder(phase_dir: Path, seconds: float) -> subprocess.Popen:
+    """The other driver, once it holds the phase's lock."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(phase_dir), str(seconds)], cwd=Path(__file__).resolve().parents[1])
     deadline = time.monotonic() + 60
     while not (phase_dir / "holding").exists():
         assert holder.poll() is None and time.monotonic() < deadline, "the holder never took the lock"
         time.sleep(0.05)
+    return holder
+
+
+def test_second_driver_waits_then_reuses_the_phase_without_training(tmp_path):
+    phase_dir = tmp_path / "phases" / "p"
+    holder = start_holder(phase_dir, 3)
     messages: list[str] = []
     import xit_dist.train.phase as phase
 
@@ -57,11 +63,7 @@ def test_second_driver_waits_then_reuses_the_phase_without_training(tmp_path):
 
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
     phase_dir = tmp_path / "p"
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(phase_dir), "600"], cwd=Path(__file__).resolve().parents[1])
-    deadline = time.monotonic() + 60
-    while not (phase_dir / "holding").exists():
-        assert holder.poll() is None and time.monotonic() < deadline, "the holder never took the lock"
-        time.sleep(0.05)
+    holder = start_holder(phase_dir, 600)
     holder.kill()
     holder.wait()
     assert not (phase_dir / DONE_FILE).exists()
