@@ -20,8 +20,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xit_dist.toolchain import interpreter_bin_first
-
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as `python benchmarks/x.py` from anywhere, without installing
     sys.path.insert(0, str(REPO))
@@ -48,6 +46,8 @@ if not shutil.which("nvidia-smi"):
 def use_bench_environment() -> None:
     """Called first by every script's ``main`` (not on import: a test importing a script must not
     change its own process's environment); children inherit it."""
+    from xit_dist.toolchain import interpreter_bin_first  # after REPO is on sys.path
+
     for key, value in BENCH_ENV.items():
         os.environ.setdefault(key, value)
     interpreter_bin_first()  # every contender builds DeepSpeed's ops with the same ninja
