@@ -221,3 +221,12 @@ def test_killed_worker_is_replaced_and_the_phase_finishes(zero3_run, tmp_path):
     summary = run_experiment(spec)
     stop.set()
     assert_same_as_uninterrupted(summary, zero3_run)
+
+
+def test_phase_records_count_each_training_splits_dropped_rows(zero2_run):
+    """Both phases train on MNLI (XNLI's English training data); the demo MNLI drops no row."""
+    _, summary = zero2_run
+    for outcome in summary.phases:
+        (entry,) = outcome.record["dropped_rows"].values()
+        assert list(outcome.record["dropped_rows"]) == ["nyu-mll/glue[mnli] split train"]
+        assert entry["dropped"] == 0 and entry["rows"] > 0 and entry["first_rows"] == []

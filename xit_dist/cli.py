@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("task", help="registered task name (xit-dist data --help lists them)")
     data.add_argument("--split", default="train", help="train (default), validation or test")
     data.add_argument("--lang", dest="languages", action="append", metavar="L", help="language (repeatable); default: all of the task's")
-    data.add_argument("--data-files", nargs="+", metavar="PATH", help="a directory in the hub layout (or the task's release files); default: the hub; builtin:demo for the bundled data")
+    data.add_argument("--data-files", nargs="+", metavar="PATH", help="a directory in the hub layout (or the task's release files), or one file for the one split asked for; default: the hub; builtin:demo for the bundled data")
     data.add_argument("--model", default="builtin:xlmr-tiny", help="whose tokenizer measures lengths (e.g. FacebookAI/xlm-roberta-large)")
     data.add_argument("--max-seq-length", type=int, default=256)
     languages = commands.add_parser("languages", help="language metadata: family, script, XLM-R data size group")

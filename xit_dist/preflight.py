@@ -1,6 +1,7 @@
 """Everything that can be checked before Ray starts: the model and tokenizer load, every data
 split a phase or the evaluation will read exists and has the hub's schema. Mistakes surface
-here as one line (``XitError``), not minutes later inside a worker. Loading the data here also
+here as one line (``XitError``), not minutes later inside a worker; training rows the format
+will drop (a label of -1, ...) are said here, one line per split. Loading the data here also
 fills `datasets`' cache, so the workers read it instead of downloading it again."""
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xit_dist.assets import resolve_data_dir, resolve_model_dir
+from xit_dist.data.drops import stage_drop_lines
 from xit_dist.data.loading import load_source
 from xit_dist.data.stage import check_subsample_fits, stage_sources
 from xit_dist.errors import ModelError, SpecError, XitError
+from xit_dist.logs import say
 from xit_dist.spec import ExperimentSpec
 from xit_dist.tasks import get_task
 
@@ -78,6 +81,9 @@ def preflight(spec: ExperimentSpec) -> ResolvedInputs:
             load_source(source, directory, spec.data.revision)
     for stage in spec.intermediate:
         check_subsample_fits(stage, inputs, spec.data.revision)
+    for stage in [*spec.intermediate, spec.target]:
+        for line in stage_drop_lines(stage, inputs, spec.data.revision):  # also in each phase's record
+            say(line)
     target = get_task(spec.target.task)
     for lang in inputs.eval_languages:
         load_source(target.eval_source(spec.evaluation.split, lang), inputs.data_dir_for(target.name), spec.data.revision)

@@ -5,11 +5,12 @@ format drops with the reason. Nothing is trained; no Ray."""
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from xit_dist.data.drops import SplitDrops, split_drops
 from xit_dist.data.loading import load_source
 from xit_dist.errors import DataError, SpecError
 from xit_dist.tasks import get_task
@@ -18,7 +19,6 @@ from xit_dist.tasks.formats import get_format
 from xit_dist.train.jobs import FormatOptions
 
 PERCENTILES = (50, 90, 95, 99, 100)
-SHOWN_DROPS = 5
 
 
 @dataclass
@@ -30,7 +30,7 @@ class SplitReport:
     labels: Counter | None
     lengths: dict[int, int]
     truncated: int
-    drops: list[tuple[int, str]] = field(default_factory=list)
+    drops: SplitDrops
 
 
 def sources_to_inspect(task: Task, split: str, languages: list[str]) -> list[tuple[str, DataSource]]:
@@ -56,7 +56,7 @@ def inspect_split(task: Task, lang: str, source: DataSource, data_dir: Path | No
         labels=fmt.label_counts(task, rows, source),
         lengths={p: int(np.percentile(lengths, p)) for p in PERCENTILES},
         truncated=int((lengths >= options.max_seq_length).sum()),
-        drops=list(fmt.row_problems(task, rows, source)),
+        drops=split_drops(task, source, rows),
     )
 
 
@@ -66,7 +66,7 @@ def render(task: Task, reports: list[SplitReport], options: FormatOptions, token
     lines += [header, "-" * len(header)]
     for r in reports:
         percentiles = "/".join(str(r.lengths[p]) for p in PERCENTILES)
-        lines.append(f"{r.split:<26}{r.language:<6}{r.rows:>8}{len(r.drops):>9}  {percentiles}")
+        lines.append(f"{r.split:<26}{r.language:<6}{r.rows:>8}{r.drops.dropped:>9}  {percentiles}")
     lines.append(
         f"(tokens per feature with the tokenizer of {tokenizer_name}; longer inputs are cut at max_seq_length "
         f"{options.max_seq_length}, or split into windows by formats that do: QA, tagging)"
@@ -78,10 +78,9 @@ def render(task: Task, reports: list[SplitReport], options: FormatOptions, token
             extra.append("labels: " + ", ".join(f"{name} {count} ({100 * count / total:.1f}%)" for name, count in r.labels.most_common()))
         if r.truncated:
             extra.append(f"{r.truncated} features reach max_seq_length {options.max_seq_length} (truncated or split)")
-        if r.drops:
-            reasons = Counter(reason.split(":")[0] if ":" in reason else reason for _, reason in r.drops)
-            extra.append(f"dropped {len(r.drops)} rows: " + "; ".join(f"{reason} ({n})" for reason, n in reasons.most_common()))
-            extra += [f"  row {index}: {reason}" for index, reason in r.drops[:SHOWN_DROPS]]
+        if r.drops.dropped:
+            extra.append(f"dropped {r.drops.dropped} rows: " + "; ".join(f"{reason} ({n})" for reason, n in r.drops.reasons.items()))
+            extra += [f"  row {row}: {reason}" for row, reason in r.drops.examples]
         if extra:
             lines.append(f"\n{r.split} {r.language} — {r.source}")
             lines += [f"  {line}" for line in extra]
@@ -107,17 +106,35 @@ def inspect_task(
     data_dir = None
     if data_files:
         if len(data_files) != 1:
-            raise SpecError("--data-files: give one directory (a mirror in the hub layout, or a task's release files)")
+            raise SpecError(f"--data-files: give one path; {MIRROR_LAYOUT}")
         data_dir = resolve_data_dir(data_files[0])
-        if not data_dir.is_dir():
-            raise DataError(f"--data-files {data_files[0]}: directory not found")
+        if not data_dir.exists():
+            raise DataError(f"--data-files {data_files[0]}: not found; {MIRROR_LAYOUT}")
+    sources = sources_to_inspect(task, split, languages or list(task.languages))
+    if data_dir is not None and data_dir.is_file():
+        check_one_file_fits(task, split, data_dir, [source for _, source in sources])
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir(model))
     options = FormatOptions(max_seq_length=max_seq_length)
-    reports = [
-        inspect_split(task, lang, source, data_dir, tokenizer, options)
-        for lang, source in sources_to_inspect(task, split, languages or list(task.languages))
-    ]
+    reports = [inspect_split(task, lang, source, data_dir, tokenizer, options) for lang, source in sources]
     return render(task, reports, options, model)
+
+
+MIRROR_LAYOUT = (
+    "give one file for one split of one source, or a directory laid out as <hub_id>/<config>/<split>.<ext> "
+    "(or holding the task's release files)"
+)
+
+
+def check_one_file_fits(task: Task, split: str, path: Path, sources: list[DataSource]) -> None:
+    """One file stands for one split of one source; say which sources the split reads otherwise."""
+    if any(source.reader is not None for source in sources):
+        raise SpecError(f"--data-files {path}: {task.name} reads its release files from a directory, not one file")
+    if len(sources) != 1:
+        names = "; ".join(source.describe() for source in sources)
+        raise SpecError(
+            f"--data-files {path}: {task.name} --split {split} reads {len(sources)} sources ({names}); "
+            "give a directory laid out as <hub_id>/<config>/<split>.<ext>, or one --lang"
+        )
 
 
 def languages_table(benchmark: str | None = None) -> str:

@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 from pathlib import Path
 
+from xit_dist.data.class_labels import align_class_labels, refuse_class_ids_out_of_range
 from xit_dist.data.row_check import first_bad_row
 from xit_dist.errors import DataError
 from typing import TYPE_CHECKING
@@ -35,24 +36,35 @@ def hub_features(schema: dict[str, object]):
 
 
 def local_file(root: Path, source: DataSource) -> Path:
-    """``<root>/<hub_id>/<config>/<split>.<ext>``: the local mirror's layout."""
+    """``<root>/<hub_id>/<config>/<split>.<ext>`` (the local mirror's layout; a data set without
+    configs is ``default``, as the hub names it), or ``root`` itself when it is one file (one
+    split given on its own, ``xit-dist data --data-files FILE``)."""
+    if root.is_file():
+        if root.suffix not in LOCAL_READERS:
+            raise DataError(f"{root}: cannot read a {root.suffix or 'extensionless'} file; use one of {', '.join(LOCAL_READERS)}")
+        return root
     folder = root / source.hub_id / (source.config or "default")
     for ext in LOCAL_READERS:
         candidate = folder / f"{source.split}{ext}"
         if candidate.is_file():
             return candidate
-    raise DataError(f"{folder / source.split}.jsonl: not found (local copy of {source.describe()})")
+    tried = ",".join(ext.lstrip(".") for ext in LOCAL_READERS)
+    raise DataError(
+        f"{folder / source.split}.{{{tried}}}: not found (local copy of {source.describe()}; "
+        "a mirror is laid out as <hub_id>/<config>/<split>.<ext>)"
+    )
 
 
 def load_source(source: DataSource, local_dir: Path | None, revision: str | None = None):
     """Rows of ``source`` with exactly the hub's columns and types (extra columns dropped)."""
     import datasets
 
+    if local_dir is None and (source.reader is not None or source.release_hint):
+        raise DataError(
+            f"{source.describe()}: no usable hub copy; "
+            + (source.release_hint or "point data.task_files (or --data-files) at the original release files")
+        )
     if source.reader is not None:
-        if local_dir is None:
-            raise DataError(
-                f"{source.describe()}: no usable hub copy; point data.task_files (or --data-files) at the original release files"
-            )
         origin = f"{local_dir} ({source.describe()})"
         rows = source.reader(local_dir, source)
     elif local_dir is not None:
@@ -125,11 +137,16 @@ def conform(rows, source: DataSource, origin: str):
     if missing:
         raise DataError(f"{origin}: missing column(s) {missing}; expected the hub schema {list(source.schema)}")
     rows = rows.select_columns(list(source.schema))
+    rows = align_class_labels(rows, source.schema, origin)
     try:
-        return rows.cast(hub_features(source.schema))
+        rows = rows.cast(hub_features(source.schema))
+        refuse_class_ids_out_of_range(rows, source.schema, origin)  # casting int64 ids checks no range
     except Exception as err:
         located = first_bad_row(Path(origin), source.schema) if Path(origin).is_file() else None
+        if located is None and isinstance(err, DataError):
+            raise
         raise DataError(located or f"{origin}: columns do not match the hub types {source.schema}: {_first_line(err)}") from None
+    return rows
 
 
 def _refuse_missing_cells(rows, origin: str) -> None:

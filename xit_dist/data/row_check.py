@@ -7,7 +7,15 @@ import csv
 import json
 from pathlib import Path
 
+NO_LABEL = -1  # what a ClassLabel column holds for a row without a gold label (SNLI, hidden test sets)
 _PYTHON_TYPES = {"string": (str,), "int32": (int,), "int64": (int,), "float32": (int, float), "float64": (int, float), "bool": (bool,)}
+
+
+def class_id_problem(value: int, names, where: str) -> str | None:
+    """A class id outside ``names`` (-1, no label, is allowed)."""
+    if NO_LABEL <= value < len(names):
+        return None
+    return f"{where}: class id {value} is out of range for {len(names)} classes {list(names)} (or {NO_LABEL}: no label)"
 
 
 def _type_problem(value, kind, where: str) -> str | None:
@@ -18,7 +26,7 @@ def _type_problem(value, kind, where: str) -> str | None:
             return f"{where}: expected a class id or name, got {type(value).__name__}"
         if isinstance(value, str) and value not in kind[1]:
             return f"{where}: {value!r} is not one of {list(kind[1])}"
-        return None
+        return class_id_problem(value, kind[1], where) if isinstance(value, int) else None
     if isinstance(kind, list):
         if not isinstance(value, list):
             return f"{where}: expected a list, got {type(value).__name__}"
@@ -59,6 +67,13 @@ def first_bad_row(path: Path, schema: dict[str, object]) -> str | None:
             rows = _json_lines(path, text)
             if isinstance(rows, str):
                 return rows
+    elif path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:  # only read once `datasets` refused the file
+            rows = enumerate(pq.read_table(path).to_pylist(), 1)
+        except Exception:  # not Parquet at all: the caller reports the reader's own error
+            return None
     elif path.suffix in (".csv", ".tsv"):
         with open(path, encoding="utf-8", newline="") as handle:
             rows = list(enumerate(csv.DictReader(handle, delimiter="\t" if path.suffix == ".tsv" else ","), 1))

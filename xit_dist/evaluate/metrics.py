@@ -7,13 +7,18 @@ stay comparable with published XTREME / XTREME-R tables:
 * ``accuracy``            XTREME ``evaluate.py: accuracy`` (XNLI, PAWS-X, XCOPA...)
 * ``qa_scores``           SQuAD ``evaluate-v1.1.py`` (XQuAD, TyDiQA-GoldP) and
                           MLQA ``mlqa_evaluation_v1.py`` (MLQA)
+* ``squad_v2_scores``     SQuAD ``evaluate-v2.0.py`` (the ``squad_v2`` intermediate task)
 * ``tagging_f1``          ``seqeval.metrics.f1_score`` (UD-POS and PAN-X)
 * ``bucc_f1``/``best_threshold``  XTREME ``third_party/utils_retrieve.py``
                           (``bucc_extract`` / ``bucc_optimize``, from LASER)
 * ``retrieval_accuracy``  Tatoeba top-1 accuracy
 * ``map_at_k``            XTREME-R ``utils_lareqa.average_precision_at_k``
                           (LAReQA) and ``utils_mewslix`` MRR@20 (Mewsli-X)
-* aggregation helpers     XTREME ``evaluate.py: evaluate``
+* aggregation helpers     XTREME ``evaluate.py: evaluate``; ``pooled_average`` for
+                          XTREME-R ``utils_lareqa.mean_avg_prec_at_k`` (one mean
+                          over the questions of all languages)
+* ``metric_library_versions``  versions of the libraries that compute a metric
+                          (seqeval), recorded with every result
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ __all__ = [
     "MLQA_LANGUAGES",
     "accuracy",
     "qa_scores",
+    "squad_v2_scores",
     "tagging_f1",
     "bucc_f1",
     "best_threshold",
@@ -38,6 +44,8 @@ __all__ = [
     "map_at_k",
     "transfer_gap",
     "language_average",
+    "pooled_average",
+    "metric_library_versions",
     "qa_task_score",
     "task_score",
     "benchmark_score",
@@ -186,13 +194,50 @@ def qa_scores(
         gold_norms = [normalize(a) for a in answers]
         em_total += max(float(pred_norm == g) for g in gold_norms)
         f1_total += max(_token_f1(pred_norm.split(), g.split()) for g in gold_norms)
-    if unanswered:
-        shown = ", ".join(map(str, unanswered[:5])) + (" ..." if len(unanswered) > 5 else "")
-        warnings.warn(
-            f"{len(unanswered)} unanswered question(s) will receive score 0: {shown}",
-            stacklevel=2,
-        )
+    _warn_unanswered(unanswered, "will receive score 0")
     n = len(references)
+    return {"exact_match": 100.0 * em_total / n, "f1": 100.0 * f1_total / n}
+
+
+def _warn_unanswered(ids: list, consequence: str) -> None:
+    if ids:
+        shown = ", ".join(map(str, ids[:5])) + (" ..." if len(ids) > 5 else "")
+        warnings.warn(f"{len(ids)} unanswered question(s) {consequence}: {shown}", stacklevel=3)
+
+
+def _squad_v2_f1(gold: str, pred: str) -> float:
+    """evaluate-v2.0.py ``compute_f1``: when either side has no tokens, 1 iff both have none."""
+    gold_tokens, pred_tokens = _squad_normalize(gold).split(), _squad_normalize(pred).split()
+    if not gold_tokens or not pred_tokens:
+        return float(gold_tokens == pred_tokens)
+    return _token_f1(pred_tokens, gold_tokens)
+
+
+def squad_v2_scores(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]]) -> dict[str, float]:
+    """Exact match and F1 (0-100) of SQuAD ``evaluate-v2.0.py`` (no ``na_prob`` file).
+
+    As ``get_raw_scores``: gold answers that normalise to the empty string are dropped, and a
+    question left without any (an unanswerable one) has the single gold answer ``""``; F1 of
+    empty against empty is 1 (v1.1's F1 would give 0). A question without a prediction is left
+    out of the mean, as the script's "Missing prediction" does (a warning is issued).
+    """
+    _check_nonempty("references", references)
+    em_total = f1_total = 0.0
+    missing = []
+    for qid, answers in references.items():
+        if isinstance(answers, str):
+            raise ValueError(f"question {qid!r}: references must be a list of answers")
+        if qid not in predictions:
+            missing.append(qid)
+            continue
+        gold = [a for a in answers if _squad_normalize(a)] or [""]
+        pred = predictions[qid]
+        em_total += max(float(_squad_normalize(g) == _squad_normalize(pred)) for g in gold)
+        f1_total += max(_squad_v2_f1(g, pred) for g in gold)
+    _warn_unanswered(missing, "are left out of the mean, as evaluate-v2.0.py does")
+    n = len(references) - len(missing)
+    if n == 0:
+        raise ValueError("no question in references has a prediction")
     return {"exact_match": 100.0 * em_total / n, "f1": 100.0 * f1_total / n}
 
 

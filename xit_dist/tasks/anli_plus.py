@@ -4,7 +4,11 @@ the label ids agree; SNLI's rows without a gold label (-1) are dropped by the fo
 
 Evaluation: ANLI's three dev (validation) or test rounds are separate hub splits; this task
 reports round 3, the hardest and the one built against the strongest models (a choice: the
-paper does not say which dev set selected its ANLI+ models). English only."""
+paper does not say which dev set selected its ANLI+ models). English only.
+
+Hub configs: both data sets have one config, ``plain_text`` (their old loading scripts' only
+BUILDER_CONFIG, kept by the Parquet conversion: ``facebook/anli/plain_text/``,
+``stanfordnlp/snli/plain_text/``), so a local mirror keeps them under ``plain_text/``."""
 
 from xit_dist.tasks import register
 from xit_dist.tasks.base import DataSource, PairColumns, Task
@@ -25,11 +29,11 @@ EVAL_ROUND = 3
 
 def anli_source(split: str) -> DataSource:
     """``split``: train_r1..3, dev_r1..3, test_r1..3."""
-    return DataSource("facebook/anli", None, split, NLI_COLUMNS, ANLI_SCHEMA)
+    return DataSource("facebook/anli", "plain_text", split, NLI_COLUMNS, ANLI_SCHEMA)
 
 
 def snli_source(split: str) -> DataSource:
-    return DataSource("stanfordnlp/snli", None, split, NLI_COLUMNS, SNLI_SCHEMA)
+    return DataSource("stanfordnlp/snli", "plain_text", split, NLI_COLUMNS, SNLI_SCHEMA)
 
 
 def _eval_source(split: str, lang: str) -> DataSource:
@@ -40,7 +44,8 @@ ANLI_PLUS = register(
     Task(
         name="anli_plus",
         format="pair_classification",
-        description="ANLI R1-R3 + SNLI + MNLI under one NLI head (facebook/anli, stanfordnlp/snli, nyu-mll/glue mnli); "
+        description="ANLI R1-R3 + SNLI + MNLI under one NLI head (facebook/anli and stanfordnlp/snli, config plain_text; "
+        "nyu-mll/glue mnli); "
         f"evaluates on ANLI round {EVAL_ROUND}.",
         label_names=NLI_LABELS,
         languages=("en",),

@@ -54,6 +54,9 @@ class DataSource:
     # release-only sets) read the original release files instead: reader(directory, source)
     # returns a `datasets.Dataset` in ``schema``; there is no hub path for them.
     reader: Callable[[Any, "DataSource"], Any] | None = field(default=None, compare=False, repr=False)
+    # Where a source without a usable hub copy comes from (a reader's release files, or a config
+    # only a local mirror has, such as XTREME-R's additions): said when its files are missing.
+    release_hint: str | None = field(default=None, compare=False, repr=False)
 
     def describe(self) -> str:
         config = f"[{self.config}]" if self.config else ""
@@ -101,3 +104,12 @@ class Task:
         if benchmark == "xtreme-r" and self.languages_xtreme_r is not None:
             return self.languages_xtreme_r
         return self.languages
+
+
+def mirror_only_hint(task: str, what: str, how: str, layout: str) -> str:
+    """``DataSource.release_hint`` of a config only a local mirror can have (XTREME-R's
+    additions to an XTREME task): what it is, how to make it, where the mirror keeps it."""
+    return (
+        f"{what} are not on the hub: {how}, write them at <dir>/{layout} in this task's schema and point "
+        f"data.task_files.{task} (or data.local_dir) at <dir>"
+    )

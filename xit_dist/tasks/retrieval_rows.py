@@ -51,7 +51,8 @@ def release_dir(directory, source, layouts: tuple[str, ...], marker: str) -> Pat
         if (candidate / marker).is_file():
             return candidate
     tried = ", ".join(str((root / layout if layout else root) / marker) for layout in layouts)
-    raise DataError(f"{source.describe()}: release file not found (tried {tried})")
+    hint = f"; {source.release_hint}" if source.release_hint else ""
+    raise DataError(f"{source.describe()}: release file not found (tried {tried}){hint}")
 
 
 def read_tsv(path: Path, columns: int = 2) -> list[list[str]]:

@@ -11,7 +11,7 @@ top-1 accuracy of cosine nearest-neighbour search. The XTREME-R languages beyond
 
 from xit_dist.errors import SpecError
 from xit_dist.tasks import register
-from xit_dist.tasks.base import DataSource, Task
+from xit_dist.tasks.base import DataSource, Task, mirror_only_hint
 from xit_dist.tasks.languages import task_languages
 from xit_dist.tasks.retrieval_rows import RetrievalColumns
 
@@ -27,13 +27,21 @@ TATOEBA_ISO3: dict[str, str] = {
 }
 TATOEBA_SCHEMA = {"source_sentence": "string", "target_sentence": "string", "source_lang": "string", "target_lang": "string"}
 TATOEBA_COLUMNS = RetrievalColumns(pair=("source_sentence", "target_sentence"))
+XTREME_R_HINT = mirror_only_hint(
+    "tatoeba", "XTREME-R's Tatoeba additions (az lt pl ro uk)",
+    "take tatoeba.<iso3>-eng.{<iso3>,eng} from data/tatoeba/v1 of https://github.com/facebookresearch/LASER",
+    "google/xtreme/tatoeba.<iso3>/validation.jsonl",
+)
+XTREME_R_ONLY = set(task_languages("tatoeba", "xtreme-r")) - set(task_languages("tatoeba"))  # no google/xtreme config
 
 
 def _eval_source(split: str, lang: str) -> DataSource:
     if lang not in TATOEBA_ISO3:
         raise SpecError(f"tatoeba: no Tatoeba data for language {lang!r}")
     # The hub's only split serves as XTREME's test set (and as validation).
-    return DataSource("google/xtreme", f"tatoeba.{TATOEBA_ISO3[lang]}", "validation", TATOEBA_COLUMNS, TATOEBA_SCHEMA)
+    hint = XTREME_R_HINT if lang in XTREME_R_ONLY else None
+    config = f"tatoeba.{TATOEBA_ISO3[lang]}"
+    return DataSource("google/xtreme", config, "validation", TATOEBA_COLUMNS, TATOEBA_SCHEMA, release_hint=hint)
 
 
 TATOEBA = register(

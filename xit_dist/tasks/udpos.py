@@ -12,7 +12,7 @@ names below (``<dir>/google/xtreme/udpos.Polish/test.jsonl`` in this schema) and
 
 from xit_dist.errors import SpecError
 from xit_dist.tasks import register
-from xit_dist.tasks.base import DataSource, Task
+from xit_dist.tasks.base import DataSource, Task, mirror_only_hint
 from xit_dist.tasks.formats.token_tagging import TaggingColumns
 from xit_dist.tasks.languages import task_languages
 
@@ -37,12 +37,22 @@ UDPOS_CONFIG_LANGUAGE = {
 }
 
 
+XTREME_R_HINT = mirror_only_hint(
+    "udpos", "XTREME-R's UD-POS additions (lt pl ro uk wo, UD v2.7)",
+    "convert the UD v2.7 treebanks (https://lindat.mff.cuni.cz/repository/xmlui/handle/11234/1-3424) as "
+    "XTREME-R's scripts/download_data.sh does",
+    "google/xtreme/udpos.<Language>/<split>.jsonl",
+)
+XTREME_R_ONLY = set(task_languages("udpos", "xtreme-r")) - set(task_languages("udpos"))  # no google/xtreme config
+
+
 def udpos_source(split: str, lang: str) -> DataSource:
     try:
         config = f"udpos.{UDPOS_CONFIG_LANGUAGE[lang]}"
     except KeyError:
         raise SpecError(f"udpos has no language {lang!r}; known: {', '.join(sorted(UDPOS_CONFIG_LANGUAGE))}") from None
-    return DataSource("google/xtreme", config, split, UDPOS_COLUMNS, UDPOS_SCHEMA)
+    hint = XTREME_R_HINT if lang in XTREME_R_ONLY else None
+    return DataSource("google/xtreme", config, split, UDPOS_COLUMNS, UDPOS_SCHEMA, release_hint=hint)
 
 
 UDPOS = register(

@@ -260,6 +260,10 @@ def train_phase_worker(config: dict[str, Any]) -> None:
         progress.setdefault("resumed_from_steps", []).append(progress["global_step"])
     if loader is not None:  # what it trains on, after subsampling and augmentation: one feature per row
         progress["train_features"] = len(loader.dataset)  # (a QA window each); a mixture records its members' sizes
+    if rank == 0:  # rows the format dropped, per training split (preflight said them too)
+        from xit_dist.data.drops import phase_drop_record
+
+        progress["dropped_rows"] = phase_drop_record(job)
     # the Ray node of every rank, in rank order (lands in the phase record, phase.json)
     node_ids: list[str | None] = [None] * world_size
     torch.distributed.all_gather_object(node_ids, ray.get_runtime_context().get_node_id())

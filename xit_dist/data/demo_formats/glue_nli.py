@@ -25,7 +25,7 @@ from xit_dist.data.synthetic import (
     _paws_items,
 )
 
-VERSION = "1"
+VERSION = "2"  # 2: ANLI and SNLI under their hub config, plain_text
 DEMO_LANGUAGES: dict[str, tuple[str, ...]] = {"qqp": ("en",), "sst2": ("en",), "anli_plus": ("en",)}
 
 QQP_SIZES = {"train": 1500, "validation": 300}
@@ -100,10 +100,10 @@ def files(world: DemoWorld) -> dict[str, list[dict]]:
             rows = _nli_rows(world, f"anli/r{round_}/{part}", size, distractor_probability=0.4 + 0.2 * round_)
             for index, row in enumerate(rows):
                 row.update(uid=f"r{round_}-{part}-{index}", reason="")
-            out[f"facebook/anli/default/{part}_r{round_}.jsonl"] = rows
+            out[f"facebook/anli/plain_text/{part}_r{round_}.jsonl"] = rows
     for split, size in SNLI_SIZES.items():
         rate = SNLI_NO_GOLD_RATE if split == "train" else 0.0
-        out[f"stanfordnlp/snli/default/{split}.jsonl"] = _nli_rows(world, f"snli/{split}", size, 0.0, rate)
+        out[f"stanfordnlp/snli/plain_text/{split}.jsonl"] = _nli_rows(world, f"snli/{split}", size, 0.0, rate)
     return out
 
 
