@@ -12,13 +12,13 @@ import pytest
 from tests.conftest import small_spec_tree
 from xit_dist.data.loading import load_source
 from xit_dist.errors import SpecError
+from xit_dist.evaluate.metrics import squad_v2_scores
 from xit_dist.tasks import get_task
 from xit_dist.tasks.formats import get_format
 from xit_dist.tasks.formats.extractive_qa import (
     CLS_INDEX,
     WindowTopK,
     decode_answers,
-    squad_v2_scores,
 )
 from xit_dist.tasks.squad import squad_source
 from xit_dist.train.jobs import FormatOptions

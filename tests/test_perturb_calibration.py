@@ -235,6 +235,21 @@ def test_evaluation_key_is_unchanged_without_perturbations_and_changes_with_them
     assert evaluation_key(plain) == evaluation_key(EvalJob(**base))
 
 
+def test_evaluation_key_changes_when_a_metric_definition_changes(monkeypatch):
+    """A cached evaluation scored by an old definition of a metric is not reused."""
+    from xit_dist.evaluate import zero_shot
+    from xit_dist.train.jobs import EvalJob, FormatOptions
+
+    job = EvalJob(phase_id="p", task="xnli", model_dir=None, data_dir=None, data_revision=None, split="test", languages=["en"],
+                  batch_size=8, options=FormatOptions(), max_examples_per_language=None, bf16=False, cpus_per_worker=1)
+    before = zero_shot.evaluation_key(job)
+    monkeypatch.setattr(zero_shot, "SCORING_VERSION", "older")
+    older = zero_shot.evaluation_key(job)
+    assert older != before
+    monkeypatch.setattr(zero_shot, "metric_library_versions", lambda: {"seqeval": "0.0.12"})
+    assert zero_shot.evaluation_key(job) not in (before, older)
+
+
 def test_spec_perturbation_options(tmp_path):
     tree = small_spec_tree(tmp_path)
     tree["evaluation"]["perturbations"] = [{"kind": "shuffle", "apply_to": ["text_b"], "window": 4}, {"kind": "delete", "name": "drop20", "rate": 0.2, "apply_to": ["text_a", "text_b"]}]

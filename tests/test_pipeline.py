@@ -3,6 +3,7 @@ MLflow store: intermediate MNLI -> target XNLI -> zero-shot evaluation."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -163,15 +164,28 @@ def _cmdline(process) -> str:
         return ""
 
 
-def kill_a_worker_after_checkpoint(storage: Path, phase_prefix: str, step: int, stop: threading.Event) -> None:
-    """Watch Ray's record of the phase's checkpoints; once the one at ``step`` is registered,
-    SIGKILL one training worker process."""
+def logged_loss_steps(store: Path) -> list[int]:
+    """The steps of ``train.loss`` in a sqlite MLflow store, in order (every run of the store)."""
+    import sqlite3
+
+    if not store.is_file():
+        return []
+    with contextlib.closing(sqlite3.connect(store, timeout=30)) as db:
+        try:
+            return [row[0] for row in db.execute("select step from metrics where key = 'train.loss' order by step")]
+        except sqlite3.OperationalError:  # the schema is not there yet
+            return []
+
+
+def kill_a_worker_after_checkpoint(storage: Path, phase_prefix: str, step: int, stop: threading.Event, logged_step: int = 0) -> None:
+    """Watch Ray's record of the phase's checkpoints; once the one at ``step`` is registered
+    (and MLflow holds the loss of ``logged_step``), SIGKILL one training worker process."""
     import psutil
 
     marker = f"step-{step:08d}"
     while not stop.is_set():
         for snapshot in storage.glob(f"{phase_prefix}*/checkpoint_manager_snapshot.json"):
-            if marker in snapshot.read_text():
+            if marker in snapshot.read_text() and logged_step in [0, *logged_loss_steps(storage.parent / "mlflow.db")]:
                 # Only this session's Ray (started in-process, so its workers descend from us): other
                 # Ray instances on the machine may run training workers too.
                 workers = [p for p in psutil.Process().children(recursive=True) if "RayTrainWorker" in _cmdline(p)]
@@ -181,15 +195,17 @@ def kill_a_worker_after_checkpoint(storage: Path, phase_prefix: str, step: int, 
         time.sleep(0.05)
 
 
-def zero3_spec_killed_after_step_10(tmp_path: Path, max_failures: int):
+def zero3_spec_killed_after_step_20(tmp_path: Path, max_failures: int):
     """The zero3_run spec (checkpoint frequency is not part of a phase's identity), with a
-    thread that kills a training worker once the step-10 checkpoint is registered."""
+    thread that kills a training worker once the step-15 checkpoint is registered and the loss
+    of step 20 is in MLflow: the resumed run trains steps 16-20 again, and the loss window of
+    step 20 (steps 11-20, logged every 10) straddles the checkpoint."""
     tree = small_spec_tree(tmp_path, intermediate=(), deepspeed="zero3", name="zero3")
     tree["evaluation"].update(batch_size=32, max_examples_per_language=65)
-    tree["target"]["training"]["checkpoint_every_n_steps"] = 10
+    tree["target"]["training"]["checkpoint_every_n_steps"] = 15
     tree["distributed"]["max_failures"] = max_failures
     stop = threading.Event()
-    threading.Thread(target=kill_a_worker_after_checkpoint, args=(tmp_path / "ray", "xnli-", 10, stop), daemon=True).start()
+    threading.Thread(target=kill_a_worker_after_checkpoint, args=(tmp_path / "ray", "xnli-", 15, stop, 20), daemon=True).start()
     return validate_tree(tree), stop
 
 
@@ -197,9 +213,14 @@ def assert_same_as_uninterrupted(summary, uninterrupted) -> None:
     """The same spec and seed in another output directory, trained from step 0 to the kill and
     resumed after it: every logged loss, the final weights and every metric equal the
     uninterrupted run's (so this is also the suite's same-spec-same-seed determinism check)."""
+    from mlflow.tracking import MlflowClient
+
     record = summary.phases[0].record
     assert record["resumed_from_steps"] and record["resumed_from_steps"][0] >= 10  # not from step 0
     assert record["losses"] == uninterrupted.phases[0].record["losses"]
+    # MLflow holds each logged step exactly once, with the uninterrupted run's loss
+    history = MlflowClient(summary.tracking_uri).get_metric_history(summary.phase_run_ids[record["phase_id"]], "train.loss")
+    assert sorted((m.step, m.value) for m in history) == [tuple(loss) for loss in record["losses"]]
     assert record["final_engine_fingerprint"] == uninterrupted.phases[0].record["final_engine_fingerprint"]
     assert summary.results.per_language == uninterrupted.results.per_language
 
@@ -207,7 +228,7 @@ def assert_same_as_uninterrupted(summary, uninterrupted) -> None:
 def test_killed_phase_resumes_when_the_command_is_rerun(zero3_run, tmp_path):
     """No retries allowed: the run fails; rerunning the same command resumes from the last
     checkpoint and ends exactly where an uninterrupted run does."""
-    spec, stop = zero3_spec_killed_after_step_10(tmp_path, max_failures=0)
+    spec, stop = zero3_spec_killed_after_step_20(tmp_path, max_failures=0)
     with pytest.raises(Exception):
         run_experiment(spec)
     stop.set()
@@ -217,7 +238,7 @@ def test_killed_phase_resumes_when_the_command_is_rerun(zero3_run, tmp_path):
 def test_killed_worker_is_replaced_and_the_phase_finishes(zero3_run, tmp_path):
     """With failures tolerated (the default), Ray restarts the worker group, which resumes from
     the last DeepSpeed checkpoint within the same run."""
-    spec, stop = zero3_spec_killed_after_step_10(tmp_path, max_failures=1)
+    spec, stop = zero3_spec_killed_after_step_20(tmp_path, max_failures=1)
     summary = run_experiment(spec)
     stop.set()
     assert_same_as_uninterrupted(summary, zero3_run)

@@ -214,14 +214,14 @@ def test_bucc_reads_the_release_files_with_dev_carried_into_test(tmp_path):
     test_rows = load_source(task.eval_source("test", "de"), tmp_path)
     assert len(test_rows) == 3 + 3 + 4 + 4
     parts = list(zip(test_rows["part"], test_rows["side"]))
-    assert parts[:4] == [("dev", "source"), ("test", "source"), ("dev", "target"), ("test", "target")]  # dev and test interleaved
+    assert parts[:4] == [("dev", "target"), ("test", "target"), ("dev", "source"), ("test", "source")]  # dev and test interleaved
     gold = {(i, part): rel for i, part, side, rel in zip(test_rows["id"], test_rows["part"], test_rows["side"], test_rows["relevant"])
             if side == "source"}
     assert gold[("de-000000001", "dev")] == ["en-000000003"] and gold[("de-000000001", "test")] == ["en-000000004"]
     assert gold[("de-000000003", "dev")] == []  # a distractor
-    # each source sentence is followed by its gold target, so a prefix keeps whole pairs
+    # each source sentence comes right after its gold target, so a prefix keeps whole pairs
     ordered = list(zip(test_rows["id"], test_rows["part"]))
-    assert ordered.index(("en-000000003", "dev")) == ordered.index(("de-000000001", "dev")) + 2
+    assert ordered.index(("en-000000003", "dev")) == ordered.index(("de-000000001", "dev")) - 2
     validation_rows = load_source(task.eval_source("validation", "de"), tmp_path)
     assert set(validation_rows["part"]) == {"dev"} and len(validation_rows) == 6
     # the folder itself works too
@@ -255,10 +255,10 @@ def test_mewslix_mention_markup_follows_xtreme_r(tmp_path):
     _write(tmp_path / "mewslix/wikinews_mentions-test.jsonl", [json.dumps(article)])
     _write(tmp_path / "mewslix/candidate_set_entities.jsonl", [json.dumps(other), json.dumps(entity)])
     rows = load_source(get_task("mewslix").eval_source("test", "de"), tmp_path)
-    assert rows["text"][0] == "Berlin: Gestern traf { Berlin } auf Paris."
-    assert rows["relevant"][0] == ["Q64"]
-    assert rows["id"][1] == "Q64"  # the gold entity follows its mention
-    assert rows["text"][1] == "Berlin ist eine Stadt. Sie liegt an der Spree."
+    assert rows["id"][0] == "Q64"  # the gold entity comes right before its mention
+    assert rows["text"][0] == "Berlin ist eine Stadt. Sie liegt an der Spree."
+    assert rows["text"][1] == "Berlin: Gestern traf { Berlin } auf Paris."
+    assert rows["relevant"][1] == ["Q64"]
     assert load_source(get_task("mewslix").eval_source("test", "es"), tmp_path)["side"] == ["target", "target"]
 
 
@@ -273,8 +273,9 @@ def test_lareqa_pool_spans_every_language_file(tmp_path):
     (folder / "en.json").write_text(json.dumps(squad_r("en", ("Red", "Blue"))))
     (folder / "de.json").write_text(json.dumps(squad_r("de", ("Rot", "Blau"))))
     rows = load_source(get_task("lareqa").eval_source("test", "de"), tmp_path)
-    assert rows["id"][0] == "q1_de" and sorted(rows["relevant"][0]) == ["de_1_1", "en_1_1"]
-    candidates = dict(zip(rows["id"][1:], rows["text"][1:]))
+    question = rows["side"].index("source")
+    assert rows["id"][question] == "q1_de" and sorted(rows["relevant"][question]) == ["de_1_1", "en_1_1"]
+    candidates = {i: text for i, text, side in zip(rows["id"], rows["text"], rows["side"]) if side == "target"}
     assert set(candidates) == {"de_1_0", "de_1_1", "en_1_0", "en_1_1"}
     assert candidates["en_1_1"] == "Blue two.Red one. Blue two."  # sentence + paragraph, as XTREME-R encodes it
 

@@ -102,7 +102,8 @@ def test_run_with_missing_data_file_fails_before_ray(tmp_path):
     )
     assert proc.returncode == 2, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
-    assert last == f"xit-dist: error: {empty}/nyu-mll/glue/mnli/train.jsonl: not found (local copy of nyu-mll/glue[mnli] split train)"
+    assert last == (f"xit-dist: error: {empty}/nyu-mll/glue/mnli/train.{{jsonl,json,parquet,csv,tsv}}: not found "
+                    "(local copy of nyu-mll/glue[mnli] split train; a mirror is laid out as <hub_id>/<config>/<split>.<ext>)")
     assert "Ray" not in proc.stdout + proc.stderr
     assert time.monotonic() - started < 60
 
@@ -137,3 +138,93 @@ def test_every_config_file_opens_with_the_command_that_runs_it():
 def test_override_inside_a_scalar_is_one_line():
     with pytest.raises(SpecError, match=r"^--set name: not a mapping"):
         load_spec(DEMO, ["name.x=1"])
+
+
+# ---------------------------------------------------------------- spec files that are not UTF-8
+
+NOT_UTF8 = {
+    "binary": (bytes(range(128, 256)), "not UTF-8 text (byte 1 is 0x80); save it as UTF-8"),
+    "utf16": ("name: x\n".encode("utf-16"), "the file is UTF-16 text; save it as UTF-8"),
+}
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize("kind", sorted(NOT_UTF8))
+@pytest.mark.parametrize("command", ["validate", "plan", "run", "submit", "tune", "report"])
+def test_a_spec_file_that_is_not_utf8_is_one_line(tmp_path, capsys, kind, command):
+    content, message = NOT_UTF8[kind]
+    spec = tmp_path / "spec.yaml"
+    spec.write_bytes(content)
+    argv = [command, str(spec)] + (["--address", "http://127.0.0.1:1"] if command == "submit" else [])
+    if command == "report":  # a file given to report is read as a grid file
+        argv += ["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    assert main(argv) == 2
+    assert _one_error_line(capsys) == f"xit-dist: error: {spec}: {message}"
+
+
+def test_a_grid_base_or_search_base_that_is_not_utf8_names_that_file(tmp_path, capsys):
+    base = tmp_path / "base.yaml"
+    base.write_bytes("name: x\n".encode("utf-16"))
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("# grid\nbase: base.yaml\naxes: {seed: [0, 1]}\n")
+    assert main(["validate", str(grid)]) == 2
+    assert _one_error_line(capsys) == f"xit-dist: error: {base}: the file is UTF-16 text; save it as UTF-8"
+    search = tmp_path / "search.yaml"
+    search.write_text("base: base.yaml\nintermediate: mnli\nspace: {learning_rate: {loguniform: [1.0e-6, 1.0e-4]}}\n")
+    assert main(["tune", str(search)]) == 2
+    assert _one_error_line(capsys) == f"xit-dist: error: base: {base}: the file is UTF-16 text; save it as UTF-8"
+
+
+def test_a_utf8_byte_order_mark_is_fine(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_bytes(b"\xef\xbb\xbf" + DEMO.read_bytes())
+    assert load_spec(spec).name == load_spec(DEMO).name
+
+
+# ------------------------------------------------- max_seq_length within the model's positions
+
+
+@pytest.mark.parametrize(
+    "model, too_long, limit, reason",
+    [
+        ("builtin:xlmr-tiny", 257, 256, "max_position_embeddings 258 minus the padding offset 2"),
+        ("FacebookAI/xlm-roberta-large", 513, 512, "max_position_embeddings 514 minus the padding offset 2"),
+        ("xlm-roberta-base", 1024, 512, "max_position_embeddings 514 minus the padding offset 2"),
+    ],
+)
+def test_max_seq_length_beyond_the_models_positions_is_refused(capsys, model, too_long, limit, reason):
+    assert main(["validate", str(DEMO), "--set", f"model.name_or_path={model}", "--set", f"target.training.max_seq_length={limit}"]) == 0
+    capsys.readouterr()
+    for field in ("intermediate.0.training.max_seq_length", "target.training.max_seq_length"):
+        assert main(["validate", str(DEMO), "--set", f"model.name_or_path={model}", "--set", f"{field}={too_long}"]) == 2
+        assert _one_error_line(capsys) == (
+            f"xit-dist: error: {DEMO}: spec: {field}: {too_long} is more than model {model} takes: {limit} tokens ({reason})"
+        )
+
+
+def test_max_seq_length_of_a_local_bert_directory_has_no_offset(tmp_path, capsys):
+    """BERT numbers its positions from 0: all 512 position embeddings are usable. Read from the
+    directory's config.json alone (there are no weights in it); plan refuses it too, before Ray."""
+    model = tmp_path / "bert"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "bert", "max_position_embeddings": 512, "pad_token_id": 0}')
+    assert load_spec(DEMO, [f"model.name_or_path={model}", "target.training.max_seq_length=512"])
+    for command in ("validate", "plan", "run"):
+        assert main([command, str(DEMO), "--set", f"model.name_or_path={model}", "--set", "target.training.max_seq_length=513",
+                     "--set", f"output_dir={tmp_path / 'out'}"]) == 2
+        assert _one_error_line(capsys).endswith(f"513 is more than model {model} takes: 512 tokens (max_position_embeddings 512)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_grid_cell_beyond_the_models_positions_is_refused(tmp_path):
+    from xit_dist.grid import load_grid
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(f"# grid\nbase: {DEMO}\naxes: {{target.training.max_seq_length: [128, 300]}}\n")
+    with pytest.raises(SpecError, match=r"target.training.max_seq_length: 300 is more than model builtin:xlmr-tiny takes: 256 tokens"):
+        load_grid(grid)

@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"xit-dist: error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
-        print("xit-dist: interrupted; rerun the same command to resume", file=sys.stderr)
+        print(f"xit-dist: interrupted; rerun {resume_command(args, argv)} to resume from the last checkpoints", file=sys.stderr)
         return 130
     except Exception as err:
         if "ray.train" not in sys.modules:  # validate never imports Ray
@@ -222,6 +222,16 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"{err}\nxit-dist: a training phase failed (above); rerun the same command to resume from its last checkpoint", file=sys.stderr)
         return 1
+
+
+def resume_command(args, argv: list[str] | None) -> str:
+    """The command as typed (a search resumes with --resume)."""
+    import shlex
+
+    words = list(sys.argv[1:] if argv is None else argv)
+    if args.command == "tune" and "--resume" not in words:
+        words.append("--resume")
+    return f"`{shlex.join(['xit-dist', *words])}`"
 
 
 if __name__ == "__main__":

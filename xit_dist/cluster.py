@@ -112,20 +112,38 @@ def build_submission(spec_path: str, overrides: list[str]) -> tuple[str, dict]:
     from xit_dist.spec import load_spec
 
     job_overrides = [*overrides, "distributed.address=auto"]
-    # A grid is validated whole; its cells share output_dir, so the first cell's stands for all.
-    spec = load_grid(spec_path, job_overrides).cells[0].spec if is_grid_file(spec_path) else load_spec(spec_path, job_overrides)
-    if not Path(spec.output_dir).expanduser().is_absolute():
-        # It would resolve inside the job's temporary working_dir copy, deleted after the job.
-        raise XitError(
-            f"output_dir {spec.output_dir}: a relative path would put the results in the job's temporary "
-            "working directory on the cluster; pass an absolute path on storage the nodes share "
-            "(--set output_dir=/shared/xit_runs)"
-        )
+    # Paths stay as written: the job's `run` resolves them where it starts, in its working
+    # directory (the shipped repository). A grid is validated whole; its cells share output_dir
+    # and tracking, so the first cell's stand for all.
+    if is_grid_file(spec_path):
+        spec = load_grid(spec_path, job_overrides, relative_to=None).cells[0].spec
+    else:
+        spec = load_spec(spec_path, job_overrides, relative_to=None)
+    check_results_outlive_the_job(spec)
     prelude, spec_arg, spec_env = _spec_argument(Path(spec_path))
     sets = " ".join(f"--set {shlex.quote(o)}" for o in job_overrides)
     entrypoint = f"{prelude}python -m xit_dist.cli run {spec_arg} {sets}"
     runtime_env = {"working_dir": str(REPO_ROOT), "excludes": list(EXCLUDES), "env_vars": {**_passed_env(), **spec_env}}
     return entrypoint, runtime_env
+
+
+def check_results_outlive_the_job(spec) -> None:
+    """A relative output_dir (or a relative sqlite store) would resolve inside the job's
+    temporary working directory on the cluster, deleted after the job."""
+    from xit_dist.spec_paths import absolute_store
+
+    if not Path(spec.output_dir).expanduser().is_absolute():
+        raise XitError(
+            f"output_dir {spec.output_dir}: a relative path would put the results in the job's temporary "
+            "working directory on the cluster; pass an absolute path on storage the nodes share "
+            "(--set output_dir=/shared/xit_runs)"
+        )
+    uri = spec.tracking.uri
+    if uri and absolute_store(uri, Path("/")) != uri:
+        raise XitError(
+            f"tracking.uri {uri}: a relative store would be written in the job's temporary working directory on the "
+            "cluster; give an absolute path on shared storage, or an MLflow server (http://...)"
+        )
 
 
 def submit(spec_path: str, overrides: list[str], address: str | None, wait: bool) -> int:

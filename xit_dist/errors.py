@@ -1,5 +1,9 @@
 """Errors a user can cause. The CLI prints each as one line and exits with code 2,
-before any cluster resources are used."""
+before any cluster resources are used (a full disk, found mid-run, exits 1)."""
+
+from __future__ import annotations
+
+import errno
 
 
 class XitError(Exception):
@@ -20,3 +24,26 @@ class DataError(XitError):
 
 class ModelError(XitError):
     """The model or tokenizer named in the spec cannot be loaded."""
+
+
+class DiskFullError(XitError):
+    """A write under output_dir failed for want of space: said as the run's one error line,
+    whatever failed after it (MLflow's store on the same disk, Ray's clean-up)."""
+
+    exit_code = 1
+
+
+def find_disk_full(err: BaseException) -> OSError | None:
+    """The ``No space left on device`` behind ``err``: in its cause chain, or among the failures
+    of a Ray Train run's workers or controller."""
+    todo, seen = [err], set()
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno == errno.ENOSPC:
+            return current
+        todo += [current.__cause__, current.__context__, getattr(current, "controller_failure", None)]
+        todo += list((getattr(current, "worker_failures", None) or {}).values())
+    return None

@@ -39,7 +39,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from xit_dist.errors import SpecError
 from xit_dist.plan import Phase, build_plan
-from xit_dist.spec import ExperimentSpec, apply_override, format_validation_error, read_yaml_mapping, set_field, validate_tree
+from xit_dist.spec import (
+    HERE, ExperimentSpec, apply_override, format_validation_error, read_yaml_mapping, set_field, validate_tree,
+)
 
 STRUCTURAL_AXES = ("intermediate", "target", "seed")
 NO_INTERMEDIATE = "none"
@@ -157,8 +159,9 @@ def is_grid_file(path: str | Path) -> bool:
         return False  # load_spec reports the problem
 
 
-def load_grid(path: str | Path, overrides: list[str] | None = None) -> Grid:
-    """Read, expand and validate a grid; ``overrides`` (``--set``) apply to the base spec."""
+def load_grid(path: str | Path, overrides: list[str] | None = None, relative_to: Path | None = HERE) -> Grid:
+    """Read, expand and validate a grid; ``overrides`` (``--set``) apply to the base spec; each
+    cell's paths are made absolute against ``relative_to`` (as ``load_spec`` does)."""
     path = Path(path)
     tree = read_yaml_mapping(path)
     try:
@@ -170,7 +173,7 @@ def load_grid(path: str | Path, overrides: list[str] | None = None) -> Grid:
     for assignment in overrides or []:
         apply_override(base, assignment)
     axes = [_parse_axis(axis_name, raw, f"{path}: axes.{axis_name}") for axis_name, raw in grid_file.axes.items()]
-    return expand(name, grid_file.study, base, grid_file.training, axes, str(path))
+    return expand(name, grid_file.study, base, grid_file.training, axes, str(path), relative_to)
 
 
 def _base_tree(base: str | dict, grid_path: Path) -> dict:
@@ -286,18 +289,20 @@ def _with_defaults(stage: str | dict, training: dict) -> dict:
 # ---------------------------------------------------------------------------------- expansion
 
 
-def expand(name: str, study: str | None, base: dict, training: dict, axes: list[Axis], source: str) -> Grid:
+def expand(name: str, study: str | None, base: dict, training: dict, axes: list[Axis], source: str,
+           relative_to: Path | None = None) -> Grid:
     by_name = {axis.name: axis for axis in axes}
     ordered = [by_name[a] for a in STRUCTURAL_AXES if a in by_name] + [a for a in axes if a.name not in STRUCTURAL_AXES]
     combos: list[dict[str, AxisValue]] = [{}]
     for axis in ordered:
         combos = [{**combo, axis.name: value} for combo in combos for value in axis.values]
-    cells = [_cell(name, study, base, training, ordered, combo, source, len(combos), i) for i, combo in enumerate(combos)]
+    cells = [_cell(name, study, base, training, ordered, combo, source, len(combos), i, relative_to) for i, combo in enumerate(combos)]
     _check_unique_and_shared(cells, source)
     return Grid(name, study, source, axes, cells)
 
 
-def _cell(grid: str, study: str | None, base: dict, training: dict, axes: list[Axis], combo: dict[str, AxisValue], source: str, total: int, index: int) -> Cell:
+def _cell(grid: str, study: str | None, base: dict, training: dict, axes: list[Axis], combo: dict[str, AxisValue], source: str, total: int, index: int,
+          relative_to: Path | None) -> Cell:
     tree = copy.deepcopy(base)
     where = f"{source}: axes"
     if "intermediate" in combo:
@@ -334,7 +339,7 @@ def _cell(grid: str, study: str | None, base: dict, training: dict, axes: list[A
     tracking = tree.setdefault("tracking", {})
     if isinstance(tracking, dict):
         tracking.setdefault("experiment", grid)
-    spec = validate_tree(tree, source=f"{source}: cell {cell_name}")
+    spec = validate_tree(tree, source=f"{source}: cell {cell_name}", relative_to=relative_to)
     return Cell(cell_name, spec, labels, grid, study, total, index)
 
 

@@ -35,8 +35,8 @@ from xit_dist.runner import (
     PreparedRun,
     check_cluster_resources,
     evaluate_encoder,
+    end_open_runs,
     evaluate_target,
-    fail_open_runs,
     log_results,
     open_evaluation_run,
     open_parent_run,
@@ -46,10 +46,12 @@ from xit_dist.runner import (
     prepare_run,
     record_phase,
     start_ray,
+    train_phase,
+    warn_if_disk_short,
 )
 from xit_dist.spec import ExperimentSpec
 from xit_dist.storage import check_shared_storage, cluster_hosts
-from xit_dist.train.phase import PhaseOutcome, completed_record, output_subdir, run_phase
+from xit_dist.train.phase import PhaseOutcome, completed_record, output_subdir
 
 TRAINED_IN_TAG = "xit.trained_in"
 
@@ -193,6 +195,8 @@ def run_grid(grid: Grid, max_concurrent: int | None = None, out: Callable[[str],
     quiet_third_party()
     cells = prepare_cells(grid, out)
     tracker = open_tracker(cells[0].run)
+    first = cells[0].run
+    warn_if_disk_short(first.spec, [sp.phase for sp in shared_phases(grid.cells)], first.output_dir, out)
     check_grid_cluster(cells)
     import ray
 
@@ -235,9 +239,9 @@ class _Scheduler:
                     self._evaluation_finished(self.by_cell[key[len("eval:"):]], value, error)
                 else:
                     self._phase_finished(self.started[key], value, error)
-        except BaseException:
-            for cell_run in self.cells:
-                fail_open_runs(self.tracker, [*cell_run.children.values(), cell_run.parent])
+        except BaseException as err:  # Ctrl-C: the runs end KILLED; an error: FAILED
+            status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+            end_open_runs(self.tracker, [i for c in self.cells for i in (*c.children.values(), c.parent) if i], status)
             raise
         return self._summary()
 
@@ -296,7 +300,7 @@ class _Scheduler:
         self.events.append((time.monotonic() - self.t0, "start", sp.hash))
         self.out(f"== start {phase.kind} {phase.task} [{phase.id}] from {init_dir}, for {len(sp.cells)} cell(s); "
                  f"{self.capacity.jobs} worker group(s) running")
-        self.threads.start(sp.hash, Need.of(run.spec), lambda: run_phase(job, phase.saves, phase_dir(run.spec, phase), run.resources))
+        self.threads.start(sp.hash, Need.of(run.spec), lambda: train_phase(run, phase, job))
 
     def _phase_finished(self, sp: SharedPhase, outcome: PhaseOutcome | None, error: BaseException | None) -> None:
         if error is not None:
@@ -329,7 +333,7 @@ class _Scheduler:
     def _fail_cell(self, cell_run: CellRun, reason: str) -> None:
         if cell_run.failure is None:
             cell_run.failure = reason
-            fail_open_runs(self.tracker, [*cell_run.children.values(), cell_run.parent])
+            end_open_runs(self.tracker, [*cell_run.children.values(), cell_run.parent])
 
     # ------------------------------------------------------------------ evaluation
     def _start_evaluation(self, cell_run: CellRun) -> None:

@@ -35,6 +35,12 @@ TINY_CONFIGS: dict[str, dict] = {
 }
 
 
+def builtin_config(name: str) -> dict:
+    """The parts of a built-in model's config.json known without building it (the length check
+    reads these): the XLM-R model type and the tokenizer's padding id, as ``_build`` writes them."""
+    return {"model_type": "xlm-roberta", "pad_token_id": SPECIAL_TOKENS.index("<pad>"), **TINY_CONFIGS[name]}
+
+
 def train_tokenizer(sentences: list[str], vocab_size: int = TOKENIZER_VOCAB_SIZE):
     """A ``tokenizers.Tokenizer`` laid out like XLM-R's: Unigram, ▁-prefixed pieces, <s> A </s></s> B </s>.
 

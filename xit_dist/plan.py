@@ -14,7 +14,7 @@ from xit_dist.spec import ExperimentSpec, StageSpec, TrainingConfig, target_trai
 from xit_dist.train.ds_config import load_ds_config, resolve_ds_config
 
 # Settings that change how a phase is observed, not what it produces.
-_NOT_IN_HASH = {"log_every_n_steps", "checkpoint_every_n_steps"}
+_NOT_IN_HASH = {"log_every_n_steps", "checkpoint_every_n_steps", "checkpoint_every_minutes"}
 PHASE_FORMAT_VERSION = "2"
 
 

@@ -29,7 +29,10 @@ def base_model_size(spec: ExperimentSpec, task_name: str) -> ModelSize:
     from xit_dist.tasks import get_task
     from xit_dist.tasks.formats import get_format
 
-    name = resolve_model_dir(spec.model.name_or_path)
+    from xit_dist.model_config import shipped_config_dir
+
+    # a hub model the paper uses: its shipped config.json, so the plan needs no hub access
+    name = shipped_config_dir(spec.model.name_or_path) or resolve_model_dir(spec.model.name_or_path)
     task_name = task_name.split("+")[0]  # a mixture ("mnli+qqp"): its first task's head; heads are small next to the encoder
     fmt = get_format(get_task(task_name).format)
     try:
@@ -37,6 +40,20 @@ def base_model_size(spec: ExperimentSpec, task_name: str) -> ModelSize:
     except Exception as err:
         raise ModelError(f"model.name_or_path {spec.model.name_or_path}: cannot load its config: {str(err).splitlines()[0]}") from None
     return model_size(config, fmt.model_class())
+
+
+def filled_ds_config(ds_config: dict, spec: ExperimentSpec, training, size: ModelSize) -> dict:
+    """The DeepSpeed config as the worker fills it (``fill_auto``): its precision is what the estimate counts."""
+    from xit_dist.train.ds_config import fill_auto
+
+    workers = spec.distributed.num_workers
+    micro = training.micro_batch_size or training.batch_size // workers
+    return fill_auto(
+        ds_config, micro_batch_size=micro, gradient_accumulation_steps=training.batch_size // (micro * workers),
+        world_size=workers, learning_rate=training.learning_rate, weight_decay=training.weight_decay,
+        adam_epsilon=training.adam_epsilon, max_grad_norm=training.max_grad_norm, bf16=spec.distributed.bf16,
+        hidden_size=size.hidden_size,
+    )
 
 
 def render_plan(spec: ExperimentSpec, gpu_memory: int | None = None) -> str:
@@ -56,7 +73,7 @@ def render_plan(spec: ExperimentSpec, gpu_memory: int | None = None) -> str:
     for phase in phases:
         training = phase.training
         micro = training.micro_batch_size or training.batch_size // workers
-        memory = estimate(size, ds_config, workers, micro, training.max_seq_length, spec.distributed.bf16)
+        memory = estimate(size, filled_ds_config(ds_config, spec, training, size), workers, micro, training.max_seq_length, spec.distributed.bf16)
         start = phase.upstream.id if phase.upstream else spec.model.name_or_path
         lines += [
             "",
@@ -141,7 +158,7 @@ def render_grid_plan(grid, gpu_memory: int | None = None) -> str:
         if isinstance(size, str):
             memory_text = "per GPU: unknown (no model config, see the end)"
         else:
-            memory = estimate(size, ds_config, workers, micro, training.max_seq_length, d.bf16)
+            memory = estimate(size, filled_ds_config(ds_config, spec, training, size), workers, micro, training.max_seq_length, d.bf16)
             memory_text = f"per GPU {format_bytes(memory.total_bytes)} (model states {format_bytes(memory.model_states_bytes)})"
             if gpu_memory is not None and memory.total_bytes > gpu_memory:
                 warnings.append(f"warning: {phase.id} needs about {format_bytes(memory.total_bytes)} per GPU, more than {format_bytes(gpu_memory)}")

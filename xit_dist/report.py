@@ -476,6 +476,10 @@ def benchmark_plot(report: GridReport, rows_out) -> Path:
 
 def resolve_source(experiment_or_grid: str, tracking_uri: str | None, grid: str | None) -> tuple[str, str, str | None]:
     """(tracking URI, experiment, grid filter) from a grid file or an experiment name."""
+    if Path(experiment_or_grid).is_file():
+        from xit_dist.spec import read_yaml_mapping
+
+        read_yaml_mapping(experiment_or_grid)  # a file that cannot be read is one line naming it, not an experiment name
     if is_grid_file(experiment_or_grid):
         from xit_dist.grid import load_grid
         from xit_dist.tracking import resolve_tracking_uri

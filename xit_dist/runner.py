@@ -3,8 +3,11 @@ done) -> zero-shot evaluation -> MLflow and the console table."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +38,11 @@ class RunSummary:
 
 
 API_SERVER_ENV = "RAY_API_SERVER_ADDRESS"
+LOOPBACK = "127.0.0.1"
+# Ray Train's preemption watcher polls for nodes being drained (spot instances going away); a
+# local instance has none, and each watcher's start printed Ray's core_worker error line about
+# its restartable actor's arguments into the console. Off for the embedded instance only.
+LOCAL_RAY_DEFAULTS = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 
 
 def start_ray(address: str | None) -> None:
@@ -50,24 +58,55 @@ def start_ray(address: str | None) -> None:
     if address is not None:
         ray.init(address=address, logging_level="WARNING", runtime_env={"env_vars": WORKER_ENV})
         return
+    for name, value in LOCAL_RAY_DEFAULTS.items():
+        os.environ.setdefault(name, value)  # read by Ray Train in this process at each fit; a user's setting wins
     # Ray Train frees a run's resources when its driver dies (a trial a search stopped) through
     # the State API, which finds "the" cluster of a machine by auto-detection and fails when
     # several Ray instances run there. The instance's own dashboard address, in the environment
     # its processes start with (and so every worker), removes the guess. It is taken back out of
     # this process's environment: it would redirect later Jobs API calls to other clusters.
     port = _free_local_port()
-    previous = os.environ.get(API_SERVER_ENV)
-    os.environ[API_SERVER_ENV] = f"http://127.0.0.1:{port}"
-    try:
+    with _environment({API_SERVER_ENV: f"http://{LOOPBACK}:{port}"}), _loopback_node_ip():
         ray.init(
             address="local", logging_level="WARNING", runtime_env={"env_vars": WORKER_ENV},
-            dashboard_host="127.0.0.1", dashboard_port=port,
+            dashboard_host=LOOPBACK, dashboard_port=port, _node_ip_address=LOOPBACK,
         )
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    """``values`` in this process's environment (and so in every Ray process it starts) while
+    the block runs; the previous values are put back after it."""
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
     finally:
-        if previous is None:
-            os.environ.pop(API_SERVER_ENV, None)
-        else:
-            os.environ[API_SERVER_ENV] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _loopback_node_ip():
+    """The embedded instance's node IP is 127.0.0.1, so that everything it starts listens on the
+    loopback only: GCS, raylet, workers, the dashboard, its agent and metrics, the autoscaler's
+    metrics, the runtime-env agent (measured with Ray 2.60; each binds to the node IP when that
+    is a loopback address, else to every interface). Ray only takes a loopback node IP where it
+    runs no multi-machine clusters (macOS, Windows): ``ray.init`` turns ``_node_ip_address=
+    "127.0.0.1"`` into the machine's address unless ``ray_constants.ENABLE_RAY_CLUSTER`` (read
+    once, at import, from RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER) is false. It is false during
+    ``ray.init`` only; afterwards the node's own IP is what Ray asks for."""
+    from ray._private import ray_constants
+
+    previous = getattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = previous
 
 
 def _free_local_port() -> int:
@@ -247,8 +286,10 @@ def prepare_run(spec: ExperimentSpec, out: Callable[[str], None] = say, inputs: 
 
 
 def open_tracker(run: PreparedRun) -> Tracker:
+    """The run's MLflow store; runs are found or created under a lock in ``output_dir``, which
+    every driver of the same spec shares."""
     artifact_root = run.output_dir / "mlartifacts" if run.tracking_uri.startswith("sqlite") else None
-    return Tracker(run.tracking_uri, run.spec.tracking.experiment, artifact_root)
+    return Tracker(run.tracking_uri, run.spec.tracking.experiment, artifact_root, lock_dir=run.output_dir)
 
 
 def open_parent_run(tracker: Tracker, run: PreparedRun, tags: dict[str, str] | None = None) -> str:
@@ -281,28 +322,120 @@ def open_evaluation_run(tracker: Tracker, run: PreparedRun, parent: str, evaluat
     return child
 
 
+def train_phase(run: PreparedRun, phase: Phase, job: PhaseJob) -> PhaseOutcome:
+    """``run_phase``, with a full disk said as the one error it is (Ray reports it as a worker
+    failure whose OSError names no path): where the phase writes, and how much is free there."""
+    from xit_dist.errors import DiskFullError, find_disk_full
+
+    try:
+        return run_phase(job, phase.saves, phase_dir(run.spec, phase), run.resources)
+    except Exception as err:
+        full = find_disk_full(err)
+        if full is None:
+            raise
+        import shutil
+
+        from xit_dist.estimate import format_bytes
+
+        where = full.filename or f"{run.storage}/{phase.id} (its checkpoints)"
+        free = format_bytes(shutil.disk_usage(run.output_dir).free)
+        raise DiskFullError(f"No space left on device writing {where}: output_dir {run.output_dir} has {free} free; "
+                            "free space, then rerun the same command to resume from the last checkpoint") from err
+
+
 def record_phase(tracker: Tracker, run: PreparedRun, phase: Phase, child: str) -> None:
-    """The phase's record beside its child run; an intermediate phase's run ends here, the
-    target's when its evaluation is logged."""
+    """The phase's record beside its child run, with the training metrics its rank 0 could not
+    send (MLflow was down); an intermediate phase's run ends here, the target's when its
+    evaluation is logged."""
+    from xit_dist.train.metrics_sink import send_pending
+
+    send_pending(tracker.client, child, phase_dir(run.spec, phase))
     tracker.log_artifacts(child, [phase_dir(run.spec, phase) / DONE_FILE])
     if phase.kind != "target":
         tracker.finish(child)
 
 
 def log_results(tracker: Tracker, run: PreparedRun, parent: str, target_child: str, results: TaskResults) -> None:
-    """Zero-shot results on the target phase's run and the parent; both runs end here."""
+    """Zero-shot results on the target phase's run and the parent; both runs end here. A run
+    that holds them already (a rerun, or a second driver of the same spec) gets none again."""
     artifacts = results.write(run.run_dir)
     for run_id in (target_child, parent):
-        tracker.log_metrics(run_id, results.mlflow_metrics())
+        tracker.log_new_metrics(run_id, results.mlflow_metrics())
         tracker.log_artifacts(run_id, artifacts, "results")
     tracker.finish(target_child)
     tracker.finish(parent)
 
 
-def fail_open_runs(tracker: Tracker, run_ids: list[str]) -> None:
-    for run_id in run_ids:
-        if tracker.client.get_run(run_id).info.status == "RUNNING":
-            tracker.finish(run_id, "FAILED")
+def end_open_runs(tracker: Tracker, run_ids: list[str], status: str = "FAILED") -> None:
+    """End the runs still RUNNING with ``status``. Never raises: this runs while another error
+    (or Ctrl-C) is on its way to the user, and must not take its place. When the store cannot be
+    written (it may sit on the disk that just filled up), one line says so."""
+    from xit_dist.tracking import store_errors_unlogged
+
+    def end_them() -> None:
+        with store_errors_unlogged():
+            for run_id in run_ids:
+                if tracker.client.get_run(run_id).info.status == "RUNNING":
+                    tracker.finish(run_id, status)
+
+    try:
+        try:
+            end_them()
+        except Exception:
+            if not tracker.free_reserve():  # a full disk under a sqlite store: its reserve makes room
+                raise
+            end_them()
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        print(f"xit-dist: warning: could not mark the MLflow runs {status} ({type(err).__name__}: {first}); "
+              "the rerun takes them over", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def runs_end_on_error(tracker: Tracker, run_ids: Callable[[], list[str]]):
+    """On an error the open runs end FAILED, on Ctrl-C KILLED; the error goes on unchanged."""
+    try:
+        yield
+    except BaseException as err:
+        end_open_runs(tracker, run_ids(), "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        raise
+
+
+def off_main_thread(work: Callable[[], object], name: str = "xit-run"):
+    """``work()`` on a daemon thread, its result or error handed back. Ray Train V2 installs its
+    own SIGINT handler when ``fit()`` is called on the main thread, which aborts the run and exits
+    with status 1 before xit-dist sees Ctrl-C; off the main thread it installs none, so Ctrl-C
+    arrives here as KeyboardInterrupt (the daemon thread dies with the process)."""
+    outcome: dict[str, object] = {}
+
+    def body() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as err:  # handed to the caller
+            outcome["error"] = err
+
+    thread = threading.Thread(target=body, name=name, daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def warn_if_disk_short(spec: ExperimentSpec, phases: list[Phase], output_dir: Path, out: Callable[[str], None]) -> None:
+    """One warning line when output_dir has less free space than the phases still to train write."""
+    from xit_dist.disk_space import checkpoint_bytes, phase_bytes, shortage_warning
+    from xit_dist.plan_view import base_model_size
+    from xit_dist.train.phase import completed_record
+
+    to_train = [p for p in phases if completed_record(phase_dir(spec, p)) is None]
+    if not to_train:
+        return
+    params, bf16 = base_model_size(spec, to_train[0].task).total_params, spec.distributed.bf16
+    need = sum(phase_bytes(params, bf16, bool(p.training.eval_every_n_steps)) for p in to_train)
+    warning = shortage_warning(output_dir, need, len(to_train), checkpoint_bytes(params, bf16))
+    if warning:
+        out(warning)
 
 
 def check_cluster(run: PreparedRun) -> None:
@@ -318,36 +451,42 @@ def run_experiment(spec: ExperimentSpec, out: Callable[[str], None] = say) -> Ru
     quiet_third_party()
     run = prepare_run(spec, out)
     tracker = open_tracker(run)
+    warn_if_disk_short(spec, run.phases, run.output_dir, out)
     check_cluster(run)
     parent = open_parent_run(tracker, run)
-    outcomes: list[PhaseOutcome] = []
     child_ids: dict[str, str] = {}
-    try:
-        for phase in run.phases:
-            child = child_ids[phase.id] = open_phase_run(tracker, run, parent, phase)
-            init_dir = run.init_dir(phase)
-            out(f"== phase {phase.index + 1}/{len(run.phases)} {phase.kind} {phase.task} [{phase.id}] from {init_dir}")
-            outcome = run_phase(phase_job(spec, phase, init_dir, run.inputs, run.tracking_uri, child), phase.saves, phase_dir(spec, phase), run.resources)
-            if outcome.reused:
-                out(f"   already trained: reusing {outcome.output_dir}")
-            record_phase(tracker, run, phase, child)
-            outcomes.append(outcome)
-
-        evaluation = encoder_evaluation(spec, run.phases)
-        if evaluation is None:
-            target_phase, target_outcome = run.phases[-1], outcomes[-1]
-            results = evaluate_target(spec, target_phase, target_outcome, run.inputs, run.storage)
-            target_child = child_ids[target_phase.id]
-        else:
-            target_child = child_ids[evaluation.id] = open_evaluation_run(tracker, run, parent, evaluation)
-            out(f"== {evaluation.task}: no training phase; evaluating {evaluation.encoder}: {run.init_dir(evaluation)}")
-            results = evaluate_encoder(spec, evaluation, run.init_dir(evaluation), run.inputs, run.storage)
-        log_results(tracker, run, parent, target_child, results)
-    except BaseException:
-        fail_open_runs(tracker, [*child_ids.values(), parent])
-        raise
-
+    with runs_end_on_error(tracker, lambda: [*child_ids.values(), parent]):
+        outcomes, results = off_main_thread(lambda: train_and_evaluate(tracker, run, parent, child_ids, out))
     out("")
     out(results.table())
     out(f"\nresults: {run.run_dir}\nMLflow: {run.tracking_uri} (experiment {spec.tracking.experiment!r}, run {parent})")
     return RunSummary(run.run_dir, run.tracking_uri, parent, child_ids, outcomes, results)
+
+
+def train_and_evaluate(tracker: Tracker, run: PreparedRun, parent: str, child_ids: dict[str, str],
+                       out: Callable[[str], None]) -> tuple[list[PhaseOutcome], TaskResults]:
+    """Each phase in order (reused when done), then the target's zero-shot evaluation, logged.
+    ``child_ids`` fills as child runs open, for the caller to end them on an error."""
+    spec = run.spec
+    outcomes: list[PhaseOutcome] = []
+    for phase in run.phases:
+        child = child_ids[phase.id] = open_phase_run(tracker, run, parent, phase)
+        init_dir = run.init_dir(phase)
+        out(f"== phase {phase.index + 1}/{len(run.phases)} {phase.kind} {phase.task} [{phase.id}] from {init_dir}")
+        outcome = train_phase(run, phase, phase_job(spec, phase, init_dir, run.inputs, run.tracking_uri, child))
+        if outcome.reused:
+            out(f"   already trained: reusing {outcome.output_dir}")
+        record_phase(tracker, run, phase, child)
+        outcomes.append(outcome)
+
+    evaluation = encoder_evaluation(spec, run.phases)
+    if evaluation is None:
+        target_phase, target_outcome = run.phases[-1], outcomes[-1]
+        results = evaluate_target(spec, target_phase, target_outcome, run.inputs, run.storage)
+        target_child = child_ids[target_phase.id]
+    else:
+        target_child = child_ids[evaluation.id] = open_evaluation_run(tracker, run, parent, evaluation)
+        out(f"== {evaluation.task}: no training phase; evaluating {evaluation.encoder}: {run.init_dir(evaluation)}")
+        results = evaluate_encoder(spec, evaluation, run.init_dir(evaluation), run.inputs, run.storage)
+    log_results(tracker, run, parent, target_child, results)
+    return outcomes, results

@@ -6,6 +6,7 @@ line naming the field or file (``SpecError``).
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 from pathlib import Path
@@ -63,6 +64,9 @@ class TrainingConfig(_Strict):
     early_stopping_patience: int | None = Field(None, gt=0, description="stop after N validations without gain (paper: 30)")
     log_every_n_steps: int = Field(10, gt=0)
     checkpoint_every_n_steps: int | None = Field(None, gt=0, description="default: once per epoch and at the end")
+    checkpoint_every_minutes: float = Field(
+        30.0, ge=0, description="also checkpoint at the first log step after this many minutes without one (0: off)"
+    )
 
 
 class StageSpec(_Strict):
@@ -285,7 +289,7 @@ class TrackingSpec(_Strict):
 class ExperimentSpec(_Strict):
     name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = 0
-    output_dir: str = "xit_runs"
+    output_dir: str = Field("xit_runs", description="a local or shared-filesystem path (relative: to where the command starts)")
     model: ModelSpec = ModelSpec()
     data: DataSpec = DataSpec()
     intermediate: list[StageSpec] = Field(default_factory=list)
@@ -293,6 +297,18 @@ class ExperimentSpec(_Strict):
     evaluation: EvaluationSpec = EvaluationSpec()
     distributed: DistributedSpec = DistributedSpec()
     tracking: TrackingSpec = TrackingSpec()
+
+    @field_validator("output_dir")
+    @classmethod
+    def _a_path_not_a_uri(cls, value: str) -> str:
+        from xit_dist.spec_paths import is_uri
+
+        if is_uri(value):
+            scheme = value.split("://", 1)[0]
+            if scheme == "file":
+                raise ValueError("a file:// URI: write it as a plain path")
+            raise ValueError(f"object storage ({scheme}://) is not supported yet: give a path every node mounts (NFS, Lustre, a mounted bucket)")
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -325,6 +341,25 @@ class ExperimentSpec(_Strict):
                 raise ValueError(
                     f"{where}.training.batch_size: {training.batch_size} is not a multiple of "
                     f"micro_batch_size x num_workers ({micro} x {self.distributed.num_workers})"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _check_lengths_fit_the_model(self) -> "ExperimentSpec":
+        """Each trained phase's max_seq_length within the model's positions, read from its config
+        without weights (a hub model whose config is not shipped is not checked here). A target
+        evaluated from the encoder (retrieval) is cut to the tokenizer's limit by design."""
+        from xit_dist.model_config import model_length_limit
+
+        limit = model_length_limit(self.model.name_or_path)
+        if limit is None:
+            return self
+        tokens, reason = limit
+        for where, training in self._trainings():
+            if training.max_seq_length > tokens:
+                raise ValueError(
+                    f"{where}.training.max_seq_length: {training.max_seq_length} is more than model "
+                    f"{self.model.name_or_path} takes: {tokens} tokens ({reason})"
                 )
         return self
 
@@ -389,34 +424,79 @@ def _list_index(node: list, key: str, where: str, origin: str) -> int:
     return int(key)
 
 
-def load_spec(path: str | Path, overrides: list[str] | None = None) -> ExperimentSpec:
-    """Read a YAML spec, apply overrides, validate. Raises SpecError with one line."""
+HERE = Path(".")  # paths resolve against the directory the command was started in
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None, relative_to: Path | None = HERE) -> ExperimentSpec:
+    """Read a YAML spec, apply overrides, make its paths absolute against ``relative_to``
+    (``None``: keep them as written, for a job that resolves them where it runs), validate.
+    Raises SpecError with one line."""
     tree = read_yaml_mapping(path)
     for assignment in overrides or []:
         apply_override(tree, assignment)
-    return validate_tree(tree, source=str(path))
+    return validate_tree(tree, source=str(path), relative_to=relative_to)
 
 
-def read_yaml_mapping(path: str | Path) -> dict:
-    """A YAML file whose top level is a mapping (a spec, a grid); SpecError naming the file and line."""
+def resolve_paths(tree: dict, relative_to: Path | None = HERE) -> dict:
+    """The tree with every path of the spec absolute (``xit_dist.spec_paths``); as it is for ``None``."""
+    from xit_dist.spec_paths import resolve_spec_paths
+
+    if relative_to is None:
+        return tree
+    return resolve_spec_paths(tree, relative_to, ExperimentSpec.model_fields["output_dir"].default)
+
+
+def read_yaml_mapping(path: str | Path, what: str | None = None) -> dict:
+    """A YAML file whose top level is a mapping (a spec, a grid, a search spec, a ``base``);
+    SpecError naming the file (after ``what``, when given) and the line."""
     path = Path(path)
+    label = f"{what}: {path}" if what else str(path)
     if not path.is_file():
-        raise SpecError(f"{path}: spec file not found")
+        raise SpecError(f"{label}: spec file not found")
     try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+        tree = yaml.safe_load(read_spec_text(path, label))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise SpecError(f"{path}:{where}: invalid YAML: {problem}") from None
+        raise SpecError(f"{label}:{where}: invalid YAML: {problem}") from None
     if not isinstance(tree, dict):
-        raise SpecError(f"{path}: expected a mapping at the top level, got {type(tree).__name__}")
+        raise SpecError(f"{label}: expected a mapping at the top level, got {type(tree).__name__}")
     return tree
 
 
-def validate_tree(tree: dict, source: str = "spec") -> ExperimentSpec:
+_WIDE_ENCODINGS = (  # byte order marks of encodings YAML allows but xit-dist does not read (UTF-32 first: it starts like UTF-16)
+    (codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"), (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+
+
+def read_spec_text(path: Path, label: str) -> str:
+    """The text of a spec file, which must be UTF-8 (a UTF-8 byte order mark is allowed).
+
+    Anything else is refused in one line naming the file, rather than decoded by a guess: the
+    same file is read again on the cluster (``submit``) and by Ray's workers."""
     try:
-        return ExperimentSpec.model_validate(tree)
+        raw = path.read_bytes()
+    except OSError as err:
+        raise SpecError(f"{label}: cannot read the file: {err.strerror}") from None
+    wide = next((name for bom, name in _WIDE_ENCODINGS if raw.startswith(bom)), None)
+    if wide:
+        raise SpecError(f"{label}: the file is {wide} text; save it as UTF-8")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise SpecError(f"{label}: not UTF-8 text (byte {err.start + 1} is 0x{raw[err.start]:02x}); save it as UTF-8") from None
+
+
+def validate_tree(tree: dict, source: str = "spec", relative_to: Path | None = None) -> ExperimentSpec:
+    """The validated spec. With ``relative_to``, the tree is validated as written first (an error
+    names a path as the user wrote it), then with its paths absolute (``resolve_paths``): the
+    spec returned is the one a run hands to Ray."""
+    try:
+        spec = ExperimentSpec.model_validate(tree)
+        if relative_to is not None:
+            spec = ExperimentSpec.model_validate(resolve_paths(tree, relative_to))
+        return spec
     except ValidationError as err:
         raise SpecError(f"{source}: {format_validation_error(err)}") from None
 

@@ -2,12 +2,17 @@
 
 Runs are found again by tags (``xit.spec_fingerprint`` on the parent, ``xit.phase_hash`` on a
 child), so rerunning an interrupted spec continues the same runs instead of duplicating them.
+Finding and creating a run happen under a file lock (``RUNS_LOCK`` in the run's output_dir, or
+beside a sqlite store), so two drivers of one spec started at once find the same runs too.
 Only the driver and rank 0 of a phase write.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +21,9 @@ from xit_dist.errors import XitError
 PARENT_TAG = "mlflow.parentRunId"
 SPEC_TAG = "xit.spec_fingerprint"
 PHASE_TAG = "xit.phase_hash"
+RUNS_LOCK = ".mlflow-runs.lock"
+RESERVE_FILE = ".mlflow-reserve"   # beside a sqlite store: room to end its runs once the disk is full
+RESERVE_BYTES = 1024**2
 MAX_PARAM_LENGTH = 6000
 PARAMS_PER_BATCH = 100
 METRICS_PER_BATCH = 1000
@@ -34,6 +42,19 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
     if isinstance(tree, list) and tree and all(isinstance(v, dict) for v in tree):
         return {k: v for i, value in enumerate(tree) for k, v in flatten(value, f"{prefix}{i}.").items()}
     return {prefix.rstrip("."): str(tree)[:MAX_PARAM_LENGTH]}
+
+
+@contextlib.contextmanager
+def store_errors_unlogged() -> Iterator[None]:
+    """MLflow's sqlite store logs a whole traceback before it raises on a database error (a
+    full disk, a lock): callers that report the error in one line of their own mute it."""
+    store_log = logging.getLogger("mlflow.store.db.utils")
+    level = store_log.level
+    store_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        store_log.setLevel(level)
 
 
 def check_server_answers(tracking_uri: str, timeout: float = 5.0) -> None:
@@ -57,11 +78,37 @@ def check_server_answers(tracking_uri: str, timeout: float = 5.0) -> None:
     raise XitError(f"tracking.uri {tracking_uri}: the MLflow server does not answer ({url}: {problem})")
 
 
+def default_lock_dir(tracking_uri: str) -> Path | None:
+    """Beside a sqlite store (every process that writes it can lock there); None for a server."""
+    if tracking_uri.startswith("sqlite:///"):
+        return Path(tracking_uri[len("sqlite:///"):]).parent
+    return None
+
+
+def _make_reserve(tracking_uri: str) -> Path | None:
+    """A sqlite store on the disk a run fills up cannot even record that the run failed (its
+    journal needs a few pages): a 1 MiB file beside it is given back at that moment."""
+    directory = default_lock_dir(tracking_uri)
+    if directory is None:
+        return None
+    reserve = directory / RESERVE_FILE
+    try:
+        if not reserve.is_file() or reserve.stat().st_size < RESERVE_BYTES:
+            with open(reserve, "wb") as handle:
+                handle.write(b"\0" * RESERVE_BYTES)
+    except OSError:  # no room for it: nothing to give back later
+        reserve.unlink(missing_ok=True)
+        return None
+    return reserve
+
+
 class Tracker:
-    def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path | None):
+    def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path | None, lock_dir: Path | None = None):
         from mlflow.tracking import MlflowClient
 
         self.uri = tracking_uri
+        self.lock_dir = lock_dir or default_lock_dir(tracking_uri)
+        self.reserve = _make_reserve(tracking_uri)
         check_server_answers(tracking_uri)
         self.client = MlflowClient(tracking_uri)
         try:
@@ -76,17 +123,31 @@ class Tracker:
         except Exception as err:  # connection refused, bad URI, ...
             raise XitError(f"tracking.uri {tracking_uri}: MLflow is not reachable ({type(err).__name__}: {str(err).splitlines()[0]})") from None
 
+    def free_reserve(self) -> bool:
+        """Give the store's disk back its reserve (True if there was one to give)."""
+        if self.reserve is None or not self.reserve.is_file():
+            return False
+        self.reserve.unlink()
+        return True
+
     # ------------------------------------------------------------------ runs
     def _find(self, filter_string: str) -> str | None:
         runs = self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=1)
         return runs[0].info.run_id if runs else None
 
+    def _runs_lock(self):
+        import contextlib
+
+        from xit_dist.train.phase_lock import exclusive
+
+        return exclusive(self.lock_dir / RUNS_LOCK) if self.lock_dir else contextlib.nullcontext()
+
     def parent_run(self, run_name: str, spec_fingerprint: str) -> str:
-        run_id = self._find(f"tags.`{SPEC_TAG}` = '{spec_fingerprint}'")
-        if run_id is None:
-            run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags={SPEC_TAG: spec_fingerprint}).info.run_id
-        else:
-            self.client.update_run(run_id, status="RUNNING")
+        with self._runs_lock():
+            run_id = self._find(f"tags.`{SPEC_TAG}` = '{spec_fingerprint}'")
+            if run_id is None:
+                return self.client.create_run(self.experiment_id, run_name=run_name, tags={SPEC_TAG: spec_fingerprint}).info.run_id
+        self.client.update_run(run_id, status="RUNNING")
         return run_id
 
     def child_run(self, parent_id: str, run_name: str, phase_hash: str, tags: dict[str, str]) -> str:
@@ -94,12 +155,12 @@ class Tracker:
 
     def nested_run(self, parent_id: str, run_name: str, key_tag: str, key: str, tags: dict[str, str]) -> str:
         """The child of ``parent_id`` whose ``key_tag`` is ``key``, created on first use."""
-        run_id = self.find_nested(parent_id, key_tag, key)
-        if run_id is None:
-            all_tags = {PARENT_TAG: parent_id, key_tag: key, **tags}
-            run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags).info.run_id
-        else:
-            self.client.update_run(run_id, status="RUNNING")
+        with self._runs_lock():
+            run_id = self.find_nested(parent_id, key_tag, key)
+            if run_id is None:
+                all_tags = {PARENT_TAG: parent_id, key_tag: key, **tags}
+                return self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags).info.run_id
+        self.client.update_run(run_id, status="RUNNING")
         return run_id
 
     def find_nested(self, parent_id: str, key_tag: str, key: str) -> str | None:
@@ -126,6 +187,12 @@ class Tracker:
         entries = [Metric(k, float(v), now, step) for k, v in metrics.items()]
         for i in range(0, len(entries), METRICS_PER_BATCH):
             self.client.log_batch(run_id, metrics=entries[i : i + METRICS_PER_BATCH])
+
+    def log_new_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+        """Only the metrics the run lacks or holds with another latest value: logging the same
+        results again (a rerun, a second driver) adds no duplicate points."""
+        held = self.client.get_run(run_id).data.metrics
+        self.log_metrics(run_id, {k: v for k, v in metrics.items() if held.get(k) != float(v)}, step)
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         for key, value in tags.items():

@@ -54,7 +54,7 @@ def store_for(spec_path: str | None, overrides: list[str], store: str | None) ->
 def _is_search_spec(path: str) -> bool:
     try:
         tree = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return False  # load_spec reports it properly
     return isinstance(tree, dict) and "space" in tree
 

@@ -92,17 +92,18 @@ def brier_score(confidences: Sequence[float], correct: Sequence[bool | float]) -
 
 def qa_confidences(fmt, task, rows, features, predictions, lang: str, options) -> tuple[list[float], list[bool]]:
     """(span probability, exact match) per evaluated question of an extractive-QA split."""
-    from xit_dist.evaluate.metrics import qa_scores
+    from xit_dist.evaluate.metrics import qa_scores, squad_v2_scores
 
     columns = task.eval_source("validation", lang).columns
     answers = fmt.answers(task, rows, features, predictions, lang, options)
     ids, gold = rows[columns.id], rows[columns.answers]
     confidences, correct = [], []
     for index in sorted(set(features["example_index"])):
-        answer = answers[ids[index]]
-        texts = list(gold[index]["text"]) or [""]  # SQuAD v2.0: no answer is right iff "" is predicted
-        style = "squad" if columns.allows_unanswerable else columns.metric_style
-        exact = qa_scores({"q": answer.text}, {"q": texts}, lang, style)["exact_match"] == 100.0
+        answer, texts = answers[ids[index]], {"q": list(gold[index]["text"])}
+        if columns.allows_unanswerable:  # SQuAD v2.0: the v2 script's exact match
+            exact = squad_v2_scores({"q": answer.text}, texts)["exact_match"] == 100.0
+        else:
+            exact = qa_scores({"q": answer.text}, texts, lang, columns.metric_style)["exact_match"] == 100.0
         confidences.append(min(max(answer.probability, 0.0), 1.0))
         correct.append(exact)
     return confidences, correct

@@ -32,6 +32,11 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+# Part of every cached evaluation's key: bump it when a metric's definition changes, so results
+# computed by the old definition are not reused (2: the official SQuAD v2.0, BUCC, Mewsli-X and
+# LAReQA definitions of issue 19).
+SCORING_VERSION = "2"
+
 __all__ = [
     "MLQA_LANGUAGES",
     "accuracy",
@@ -248,8 +253,14 @@ def tagging_f1(gold: list[list[str]], pred: list[list[str]]) -> float:
     """Micro chunk F1 from ``seqeval.metrics.f1_score`` (default mode), as XTREME scores UD-POS and PAN-X.
 
     seqeval is applied to POS tags unchanged, exactly as XTREME does: a tag with
-    no B-/I- prefix is read as prefix = first char, type = the rest, so a run of
+    no B-/I- prefix is read as prefix = its first character, so a run of
     identical tags (NOUN NOUN) is ONE chunk and the score is not token accuracy.
+    The chunk TYPE of such a tag depends on seqeval's version: 0.0.12 (what
+    XTREME's paper installed) keeps the whole tag; 0.0.16 and later (1.x) drop
+    the first character, so CCONJ and SCONJ both become "CONJ" (confusing them
+    is no error) and X becomes "_", the sentence separator's type (an X ending
+    a sentence is then no chunk). ``metric_library_versions`` records the
+    version with every result.
     seqeval's "seems not to be NE tag" warnings are silenced (they are expected).
     """
     from seqeval.metrics import f1_score  # imported lazily: only tagging needs it
@@ -285,9 +296,9 @@ def bucc_f1(
     """F1 of the candidate pairs with ``score >= threshold`` against ``gold``.
 
     ``>=`` as in XTREME's ``bucc_extract``; F1 is 0 when no predicted pair is
-    correct (including when nothing passes the threshold), as in ``bucc_eval``.
+    correct (including when nothing passes the threshold, or there are no
+    candidates at all), as in ``bucc_eval``.
     """
-    _check_nonempty("scores", scores)
     _check_nonempty("gold", gold)
     predicted = {pair for pair, s in scores.items() if s >= threshold}
     gold = set(gold)
@@ -297,35 +308,30 @@ def bucc_f1(
 def best_threshold(
     scores: Mapping[tuple[str, str], float], gold: set[tuple[str, str]]
 ) -> float:
-    """Threshold maximising ``bucc_f1`` on ``gold``, following XTREME's ``bucc_optimize``.
+    """Threshold maximising F1 on ``gold``, as XTREME's ``bucc_optimize`` chooses it.
 
-    Cut-offs are tried at every unique score, from the highest down (keeping all
-    pairs with ``score >= s``). Like ``bucc_optimize`` the returned value is the
-    midpoint between the best cut-off score and the next lower unique score (the
-    lowest score itself when the best cut keeps everything, where the official
-    code would index past its list); on equal F1 the higher threshold wins
-    (strict ``>``); if no cut-off gets any pair right, 0.0 is returned, as
-    ``bucc_optimize``'s initial value. Tied scores are treated as one cut-off,
-    since a threshold cannot separate them.
+    Candidates are sorted by score, highest first (a stable sort: tied scores
+    keep the mapping's order, which for mined candidates is the mining order,
+    as the official candidates file has it), and F1 is computed after each
+    single candidate. Where F1 improves strictly (``>``: the earlier, higher
+    cut wins a tie in F1), the threshold becomes the midpoint of that
+    candidate's score and the next one's. Inside a run of tied scores that
+    midpoint is the tied score itself, so ``bucc_extract`` (``>=``) then keeps
+    the whole run, as the official code does. At the last candidate the
+    official code indexes past its list; its own score is used. With no
+    candidate right (or none at all), 0.0, ``bucc_optimize``'s initial value.
     """
-    _check_nonempty("scores", scores)
     _check_nonempty("gold", gold)
     gold = set(gold)
-    by_score: dict[float, list[tuple[str, str]]] = {}
-    for pair, s in scores.items():
-        by_score.setdefault(float(s), []).append(pair)
-    unique = sorted(by_score, reverse=True)
-
+    items = sorted(scores.items(), key=lambda item: -item[1])
     best_f1, best = 0.0, 0.0
-    npred = ncorrect = 0
-    for i, s in enumerate(unique):
-        pairs = by_score[s]
-        npred += len(pairs)
-        ncorrect += sum(1 for p in pairs if p in gold)
-        f1 = _prf_counts(ncorrect, npred, len(gold))
+    ncorrect = 0
+    for i, (pair, s) in enumerate(items):
+        ncorrect += pair in gold
+        f1 = _prf_counts(ncorrect, i + 1, len(gold))
         if f1 > best_f1:
             best_f1 = f1
-            best = (s + unique[i + 1]) / 2 if i + 1 < len(unique) else s
+            best = (s + items[i + 1][1]) / 2 if i + 1 < len(items) else float(s)
     return best
 
 
@@ -387,6 +393,41 @@ def language_average(per_language: Mapping[str, float]) -> float:
     """Unweighted mean over languages: a task's score in XTREME."""
     _check_nonempty("per_language", per_language)
     return sum(per_language.values()) / len(per_language)
+
+
+def pooled_average(per_language: Mapping[str, float], counts: Mapping[str, int]) -> float:
+    """Mean over every query of every language: per-language means weighted by their counts.
+
+    XTREME-R's ``utils_lareqa.mean_avg_prec_at_k`` asks all questions of all
+    languages against one pool and reports ``np.mean`` of their APs: one mean
+    over the questions, not a mean of per-language means (the two agree only
+    when every language has as many questions).
+    """
+    _check_nonempty("per_language", per_language)
+    missing = sorted(set(per_language) - set(counts))
+    if missing:
+        raise ValueError(f"no query count for language(s) {missing}")
+    total = sum(counts[lang] for lang in per_language)
+    if total <= 0:
+        raise ValueError("the languages hold no queries")
+    return sum(score * counts[lang] for lang, score in per_language.items()) / total
+
+
+def metric_library_versions() -> dict[str, str | None]:
+    """Versions of the libraries whose behaviour changes a score (None: not installed).
+
+    seqeval's chunking of tags without a B-/I- prefix (UD-POS) changed after
+    0.0.12, which changes UD-POS F1 (see ``tagging_f1``).
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions: dict[str, str | None] = {}
+    for name in ("seqeval",):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    return versions
 
 
 def qa_task_score(f1: float, em: float) -> float:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from xit_dist.evaluate.metrics import language_average, transfer_gap
+from xit_dist.evaluate.metrics import language_average, metric_library_versions, pooled_average, transfer_gap
 
 SOURCE_LANGUAGE = "en"
 
@@ -21,6 +21,8 @@ class TaskResults:
     counts: dict[str, int]
     chance: float | None = None  # the primary metric of a uniform random guess, when meaningful
     robustness: dict | None = None  # perturbed scores and reliability bins (xit_dist.evaluate.robustness)
+    # Versions of the libraries that compute a metric (seqeval's changes UD-POS F1), for the record.
+    libraries: dict[str, str | None] = field(default_factory=metric_library_versions)
 
     @property
     def metric_names(self) -> list[str]:
@@ -34,6 +36,16 @@ class TaskResults:
     def column(self, metric: str) -> dict[str, float]:
         return {lang: scores[metric] for lang, scores in self.per_language.items()}
 
+    def average(self, metric: str) -> float:
+        """The task's average of ``metric``: the mean over languages, or, where the official script
+        averages over every query of every language (LAReQA), the mean weighted by query counts."""
+        from xit_dist.tasks import get_task
+
+        column = self.column(metric)
+        if get_task(self.task).average == "queries":
+            return pooled_average(column, self.counts)
+        return language_average(column)
+
     def gap(self) -> float | None:
         scores = self.column(self.primary_metric)
         if SOURCE_LANGUAGE not in scores or len(scores) < 2:
@@ -45,7 +57,7 @@ class TaskResults:
         for metric in self.metric_names:
             column = self.column(metric)
             out.update({f"{self.task}.{metric}.{lang}": value for lang, value in column.items()})
-            out[f"{self.task}.{metric}.avg"] = language_average(column)
+            out[f"{self.task}.{metric}.avg"] = self.average(metric)
         gap = self.gap()
         if gap is not None:
             out[f"{self.task}.transfer_gap"] = gap
@@ -64,7 +76,7 @@ class TaskResults:
         for lang, scores in self.per_language.items():
             lines.append(f"{lang:<10}{self.counts[lang]:>10}" + "".join(f"{scores[m]:>14.2f}" for m in metrics))
         lines.append("-" * len(header))
-        lines.append(f"{'avg':<10}{'':>10}" + "".join(f"{language_average(self.column(m)):>14.2f}" for m in metrics))
+        lines.append(f"{'avg':<10}{'':>10}" + "".join(f"{self.average(m):>14.2f}" for m in metrics))
         gap = self.gap()
         if gap is not None:
             lines.append(f"transfer gap ({SOURCE_LANGUAGE} minus mean of others, {self.primary_metric}): {gap:.2f}")
@@ -77,7 +89,7 @@ class TaskResults:
         as_json.write_text(
             json.dumps(
                 {"task": self.task, "split": self.split, "per_language": self.per_language, "counts": self.counts,
-                 "summary": self.mlflow_metrics()},
+                 "summary": self.mlflow_metrics(), "libraries": self.libraries},
                 indent=2,
             )
         )
@@ -106,7 +118,7 @@ class TaskResults:
         fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(langs) + 1.5), 3.2))
         bars = ax.bar(langs, [column[lang] for lang in langs], color=colors)
         ax.bar_label(bars, fmt="%.1f", fontsize=8)
-        ax.axhline(language_average(column), color="gray", linestyle="--", linewidth=1, label="average")
+        ax.axhline(self.average(self.primary_metric), color="gray", linestyle="--", linewidth=1, label="average")
         if self.chance is not None:
             ax.axhline(self.chance, color="black", linestyle=":", linewidth=1, label=f"chance ({self.chance:.1f})")
         ax.set_ylabel(f"{self.primary_metric} (%)")

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from xit_dist.evaluate.metrics import SCORING_VERSION, metric_library_versions
 from xit_dist.train.jobs import EvalJob
 
 RESULTS_FILE = "results.json"
@@ -28,6 +29,8 @@ def evaluation_key(job: EvalJob) -> str:
     settings = job.model_dump(exclude={"model_dir", "cpus_per_worker", "phase_id"})
     if not job.perturbations and not job.calibration:  # keys of evaluations without Study 4's options stay as they were
         settings.pop("perturbations"), settings.pop("calibration")
+    settings["scoring_version"] = SCORING_VERSION  # a metric fixed since then is scored again
+    settings["libraries"] = metric_library_versions()  # as is one scored by another seqeval
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 

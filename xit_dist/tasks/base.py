@@ -83,6 +83,9 @@ class Task:
     eval_source: Callable[[str, str], DataSource] = field(repr=False)
     eval_splits: tuple[str, ...] = ("validation", "test")
     metric: str = "accuracy"
+    # How the per-language scores make the task's average: "languages" (XTREME's unweighted mean
+    # over languages) or "queries" (one mean over every query of every language, XTREME-R's LAReQA).
+    average: str = "languages"
     languages_xtreme_r: tuple[str, ...] | None = None
     benchmarks: tuple[str, ...] = ()  # "xtreme", "xtreme-r": which benchmark scores count this task
     # Machine-translated training data in another language, where the benchmark ships it (PAWS-X's

@@ -13,7 +13,9 @@ folder holding ``bucc2018/`` or at ``bucc2018/`` itself)::
 files the test set (the official test gold is not public). The ``test`` split therefore also
 carries the dev sentences (``part`` "dev"): the F1 threshold is chosen on the dev gold and
 applied to the test candidates in the same evaluation pass. ``validation`` scores the dev set
-at its own best threshold.
+at its own best threshold. Sentences keep their raw text, the line ``cut -f2`` hands XTREME's
+``text_load_unify``: the format unifies sentences on it and drops a stripped text found on
+several lines, as the official mining and ``read_sent2id`` do.
 
 No training data: evaluated straight from an encoder (``retrieval`` format, ratio-margin mining).
 """
@@ -53,8 +55,9 @@ def read_bucc(directory, source: DataSource):
             if foreign_id not in known_foreign or english_id not in known_english:
                 raise DataError(f"{gold_path}:{number}: gold pair {foreign_id} {english_id} names a sentence the .{lang}/.en files lack")
             gold.setdefault(foreign_id, []).append(english_id)
-        sources = [row(i, text.strip(), SOURCE, part, gold.get(i)) for i, text in foreign]
-        targets = [row(i, text.strip(), TARGET, part) for i, text in english]
+        # the raw sentence field: mining unifies sentences on it (the format strips before embedding)
+        sources = [row(i, text, SOURCE, part, gold.get(i)) for i, text in foreign]
+        targets = [row(i, text, TARGET, part) for i, text in english]
         orders.append(prefix_friendly_order(sources, targets))
     return rows_dataset(round_robin(*orders))
 

@@ -1,7 +1,11 @@
 """LAReQA (XTREME-R): language-agnostic answer retrieval on XQuAD-R. Every question is asked
 against ONE multilingual pool of candidate answer sentences (every sentence of every paragraph,
 in all languages); its relevant candidates are the sentences holding its answer in each
-language (11 per question, the data set being 11-way parallel). Metric: mAP@20.
+language (11 per question, the data set being 11-way parallel). Metric: mAP@20. The task's
+average is one mean over the questions of all languages, as ``utils_lareqa.mean_avg_prec_at_k``
+computes it (``Task.average = "queries"``: per-language mAPs weighted by their question counts),
+not a mean of per-language means; the two differ when languages keep different numbers of
+questions (``max_examples_per_language``, questions skipped for their sentence breaks).
 
 Read from the release files, because the hub's ``xquad_r`` is loading-script only (and drops
 the sentence breaks the task needs). Layout, as XTREME-R's ``download_lareqa_data.sh`` writes it
@@ -111,6 +115,7 @@ LAREQA = register(
         dev=None,
         eval_source=_eval_source,
         metric="map_at_20",
+        average="queries",  # utils_lareqa.mean_avg_prec_at_k: one mean over all questions of all languages
         benchmarks=("xtreme-r",),
     )
 )

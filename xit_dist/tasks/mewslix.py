@@ -1,7 +1,9 @@
 """Mewsli-X (XTREME-R): entity linking as retrieval. Each WikiNews mention (11 languages) is
 matched against one fixed multilingual candidate set of entity descriptions; its single
 relevant candidate is its gold WikiData QID. Metric: mAP@20 (with one relevant item, the
-reciprocal rank within the top 20: the MRR@20 XTREME-R reports).
+reciprocal rank within the top 20: the MRR@20 XTREME-R reports). As ``utils_mewslix.evaluate``,
+a mention whose gold entity is not among the candidates scores 0 and counts in the mean, and
+the task's average is the mean over languages (``evaluate_all``'s macro average).
 
 Read from the release files, because the hub copies are loading-script only. Layout, as the
 Mewsli-X ``get-mewsli-x.sh`` script (or XTREME-R's ``download_mewslix_data.sh``) leaves it; point

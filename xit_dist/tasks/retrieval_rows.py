@@ -13,8 +13,10 @@ sentence in ``RELEASE_SCHEMA``:
 - ``relevant``: on source rows, the ids of the target rows that are its gold matches.
 
 Rows come in an order whose prefixes are still meaningful evaluation sets, because
-``evaluation.max_examples_per_language`` keeps the first N rows: each source sentence is
-followed by its gold targets and by one other target (``prefix_friendly_order``).
+``evaluation.max_examples_per_language`` keeps the first N rows: each source sentence comes
+right after its gold targets and before one other target (``prefix_friendly_order``), so no
+prefix holds a query without its gold (which would score 0, as a gold missing from the
+candidates does).
 """
 
 from __future__ import annotations
@@ -73,19 +75,20 @@ def read_tsv(path: Path, columns: int = 2) -> list[list[str]]:
 
 
 def prefix_friendly_order(sources: list[dict], targets: list[dict]) -> list[dict]:
-    """Each source row, then its gold targets not yet placed, then one other target; the
-    remaining targets last. Any prefix keeps sources with their gold and some distractors."""
+    """Each source row's gold targets not yet placed, then the source, then one other target;
+    the remaining targets last. Any prefix keeps every source with all its gold, and some
+    distractors."""
     position = {target["id"]: i for i, target in enumerate(targets)}
     placed = [False] * len(targets)
     next_other = 0
     ordered = []
     for source in sources:
-        ordered.append(source)
         for gold in source["relevant"]:
             i = position.get(gold)
             if i is not None and not placed[i]:
                 placed[i] = True
                 ordered.append(targets[i])
+        ordered.append(source)
         while next_other < len(targets) and placed[next_other]:
             next_other += 1
         if next_other < len(targets):

@@ -12,12 +12,37 @@ from typing import Any
 
 import torch
 
+from xit_dist.errors import XitError
+from xit_dist.train.checkpoint_manifest import find_damage
 from xit_dist.train.fingerprint import state_dict_fingerprint
 from xit_dist.train.worker import CHECKPOINT_TAG, PROGRESS_FILE
 
 
-class ConsolidationError(RuntimeError):
-    pass
+class ConsolidationError(XitError):
+    """Weights that must not be saved or evaluated: a damaged checkpoint, non-finite values, or
+    consolidated weights that differ from the engine's. The CLI prints it as one line."""
+
+    exit_code = 1
+
+
+def first_non_finite(state: dict[str, torch.Tensor]) -> str | None:
+    """The first parameter (in name order) holding NaN or an infinity; None when all are finite."""
+    for name in sorted(state):
+        tensor = state[name]
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
+
+
+def check_weights(checkpoint_dir: Path, state: dict[str, torch.Tensor]) -> None:
+    """Refuse weights a diverged run or a damaged file left: what they would score means nothing."""
+    name = first_non_finite(state)
+    if name is not None:
+        bad = state[name][~torch.isfinite(state[name])]
+        raise ConsolidationError(
+            f"{checkpoint_dir}: parameter {name} holds {bad.numel()} non-finite value(s) (first {bad[0].item()}); "
+            "refusing to save or evaluate these weights (the training diverged or the checkpoint is damaged)"
+        )
 
 
 def full_state_dict(checkpoint_dir: Path) -> dict[str, torch.Tensor]:
@@ -48,8 +73,12 @@ def consolidate(
     from xit_dist.tasks import get_task
     from xit_dist.tasks.formats import get_format
 
+    damage = find_damage(checkpoint_dir)
+    if damage is not None:
+        raise ConsolidationError(f"damaged checkpoint file {checkpoint_dir}/{damage}; rerun the same command to resume from an intact one")
     progress = read_progress(checkpoint_dir)
     state = full_state_dict(checkpoint_dir)
+    check_weights(checkpoint_dir, state)
     if "mixture" in progress:  # a multi-task phase: heads on one shared encoder (train.multitask)
         from xit_dist.train.multitask import members_from_record, multitask_model_from_config
 

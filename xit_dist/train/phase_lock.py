@@ -33,6 +33,20 @@ def holder_of(phase_dir: Path) -> str:
 
 
 @contextlib.contextmanager
+def exclusive(lock_file: Path) -> Iterator[None]:
+    """A short critical section across processes (and nodes, on NFS): ``flock`` on
+    ``lock_file``, waited for. MLflow runs are found or created under it, so that two drivers of
+    one spec find one run instead of each creating its own."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
 def phase_lock(phase_dir: Path, phase_id: str, say: Callable[[str], None]) -> Iterator[None]:
     """Hold the phase's lock for the block; if another process holds it, say so once and wait."""
     phase_dir.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from xit_dist.train.jobs import PhaseJob
+from xit_dist.train.metrics_sink import LOSS_WINDOW, MetricsSink, loss_window_record, restored_loss_window
 
 CHECKPOINT_TAG = "ds"           # DeepSpeed's tag: files live in <checkpoint>/ds/
 PROGRESS_FILE = "progress.json"  # rank 0's record of where training stood
@@ -128,20 +129,36 @@ def build_optimizer(model, training: dict[str, Any], total_steps: int):
 
 
 def save_and_report(engine, metrics: dict[str, Any], progress: dict[str, Any], rank: int) -> None:
-    """Every rank writes its DeepSpeed shards and RNG state; Ray merges the ranks' directories
-    into one checkpoint in storage."""
+    """Every rank writes its DeepSpeed shards, RNG state and manifest; Ray merges the ranks'
+    directories into one checkpoint in storage."""
     import ray.train
 
     with tempfile.TemporaryDirectory(prefix="xit-ckpt-") as tmp:
-        engine.save_checkpoint(tmp, tag=CHECKPOINT_TAG)
-        torch.save(rng_state(), Path(tmp) / f"rng_rank{rank}.pt")
-        if rank == 0:
-            (Path(tmp) / PROGRESS_FILE).write_text(json.dumps(progress, indent=2))
+        write_checkpoint(engine, Path(tmp), progress, rank)
         ray.train.report(
             metrics,
             checkpoint=ray.train.Checkpoint.from_directory(tmp),
-            checkpoint_dir_name=f"step-{progress['global_step']:08d}",
+            checkpoint_dir_name=checkpoint_name(progress),
         )
+
+
+def write_checkpoint(engine, directory: Path, progress: dict[str, Any], rank: int) -> None:
+    """This rank's part of a checkpoint, its manifest (content hashes) last."""
+    from xit_dist.train.checkpoint_manifest import write_manifest
+
+    engine.save_checkpoint(str(directory), tag=CHECKPOINT_TAG)
+    torch.save(rng_state(), directory / f"rng_rank{rank}.pt")
+    if rank == 0:
+        (directory / PROGRESS_FILE).write_text(json.dumps(progress, indent=2))
+    world_size = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    write_manifest(directory, rank, world_size)
+
+
+def checkpoint_name(progress: dict[str, Any]) -> str:
+    """``step-<step>``; after a fallback to an older checkpoint, with the fallback's suffix: the
+    damaged checkpoints are still in Ray's list, and Ray deletes an evicted checkpoint by its path."""
+    fallbacks = progress.get("checkpoint_fallbacks") or [{}]
+    return f"step-{progress['global_step']:08d}{fallbacks[-1].get('suffix', '')}"
 
 
 def rng_state() -> dict[str, Any]:
@@ -167,40 +184,47 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state(state["cuda"])
 
 
-def resume_from_checkpoint(engine, rank: int) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """Continue from the last checkpoint Ray holds for this phase (after a worker failure or
-    an interrupted run): restores model, optimizer and scheduler; returns the progress record
-    and this rank's RNG state, which the loop restores once it is back at the same data position."""
+def pick_checkpoint(rank: int, phase_id: str) -> tuple[str | None, dict[str, Any] | None]:
+    """The checkpoint to resume from: the last one Ray holds for this phase (after a worker
+    failure or an interrupted run) if its manifest holds, else the newest intact older one, said
+    in one line naming the damaged file. Rank 0 reads and hashes; every rank gets its answer.
+    Returns the directory (None: start from step 0) and, after a fallback, its record."""
     import ray.train
+
+    from xit_dist.train.checkpoint_manifest import newest_intact
 
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
+        return None, None
+    answer: list[Any] = [None, None]
+    if rank == 0:
+        chosen, damaged = newest_intact(Path(checkpoint.path))  # storage_path is a local (or mounted) directory
+        fallback = None
+        if damaged:
+            fallback = {
+                "damaged": {path.name: problem for path, problem in damaged},
+                "resumed_from": chosen.name if chosen else None,
+                "suffix": f"-r{int(time.time())}",
+            }
+            then = f"resuming from {chosen.name}" if chosen else "no intact checkpoint left: training from step 0"
+            bad = "; ".join(f"{path}/{problem}" for path, problem in damaged)
+            print(f"[{phase_id}] damaged checkpoint file {bad}; {then}", flush=True)
+        answer = [str(chosen) if chosen else None, fallback]
+    if torch.distributed.is_initialized():
+        torch.distributed.broadcast_object_list(answer, src=0)
+    return answer[0], answer[1]
+
+
+def resume_from_checkpoint(engine, rank: int, directory: str | None) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Restores model, optimizer and scheduler from ``directory`` (``pick_checkpoint``); returns
+    the progress record and this rank's RNG state, which the loop restores once it is back at
+    the same data position."""
+    if directory is None:
         return None
-    with checkpoint.as_directory() as directory:
-        engine.load_checkpoint(directory, tag=CHECKPOINT_TAG, load_optimizer_states=True, load_lr_scheduler_states=True)
-        progress = json.loads((Path(directory) / PROGRESS_FILE).read_text())
-        rng = torch.load(Path(directory) / f"rng_rank{rank}.pt", weights_only=False)
+    engine.load_checkpoint(directory, tag=CHECKPOINT_TAG, load_optimizer_states=True, load_lr_scheduler_states=True)
+    progress = json.loads((Path(directory) / PROGRESS_FILE).read_text())
+    rng = torch.load(Path(directory) / f"rng_rank{rank}.pt", weights_only=False)
     return progress, rng
-
-
-class MetricsSink:
-    """Rank 0 sends per-step training metrics to the phase's MLflow run, in batches."""
-
-    def __init__(self, job: PhaseJob, rank: int):
-        self.client = None
-        self.run_id = job.mlflow_run_id
-        if rank == 0 and job.tracking_uri and job.mlflow_run_id:
-            from mlflow.tracking import MlflowClient
-
-            self.client = MlflowClient(job.tracking_uri)
-
-    def log(self, step: int, values: dict[str, float]) -> None:
-        if self.client is None:
-            return
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in values.items()])
 
 
 def train_phase_worker(config: dict[str, Any]) -> None:
@@ -254,10 +278,13 @@ def train_phase_worker(config: dict[str, Any]) -> None:
     )
     init_fingerprint, _ = module_fingerprint(engine.module.base_model, compute=rank == 0)  # rank 0 writes the record
 
-    resumed = resume_from_checkpoint(engine, rank)
+    directory, fallback = pick_checkpoint(rank, job.phase_id)
+    resumed = resume_from_checkpoint(engine, rank, directory)
     progress, rng = resumed or ({"global_step": 0, "init_encoder_fingerprint": init_fingerprint, "losses": []}, None)
     if resumed:
         progress.setdefault("resumed_from_steps", []).append(progress["global_step"])
+    if fallback:  # in the phase record; its suffix names this attempt's checkpoints (checkpoint_name)
+        progress.setdefault("checkpoint_fallbacks", []).append(fallback)
     if loader is not None:  # what it trains on, after subsampling and augmentation: one feature per row
         progress["train_features"] = len(loader.dataset)  # (a QA window each); a mixture records its members' sizes
     if rank == 0:  # rows the format dropped, per training split (preflight said them too)
@@ -337,19 +364,45 @@ def micro_batches(loader, sampler, geometry: BatchGeometry, start_step: int, rng
         step = (epoch + 1) * geometry.steps_per_epoch
 
 
+class CheckpointClock:
+    """``checkpoint_every_minutes``: a checkpoint at the first log step after that much time
+    since the last one, so that a killed driver loses at most that much of a long epoch. Rank 0's
+    clock decides and every rank follows (each checkpoint's ``ray.train.report`` is a barrier of
+    all ranks). Asked at log steps only: the loop syncs with the device there anyway, and the
+    loss window starts afresh there, so a run resumed from it logs the same losses."""
+
+    def __init__(self, minutes: float, rank: int, device):
+        self.seconds, self.rank, self.device = minutes * 60, rank, device
+        self.restart()
+
+    def restart(self) -> None:
+        self.last = time.monotonic()
+
+    def due(self) -> bool:
+        if self.seconds <= 0:
+            return False
+        due = self.rank == 0 and time.monotonic() - self.last >= self.seconds
+        flag = torch.tensor([int(due)], dtype=torch.int32, device=self.device)
+        if torch.distributed.is_initialized():
+            torch.distributed.broadcast(flag, src=0)
+        return bool(flag.item())
+
+
 def run_loop(job, engine, loader, sampler, geometry: BatchGeometry, progress: dict, rank: int, world_size: int, rng=None, validator=None, batches=None) -> None:
     """Optimizer steps until ``total_steps`` (or early stopping); a log line and metrics every
     ``log_every_n_steps``; English-dev validation every ``eval_every_n_steps``; a checkpoint at
-    each epoch end (or every N steps) and after each validation. ``batches``: the micro batches
-    of a mixture phase (``multitask.Mixture``) instead of ``loader``'s."""
+    each epoch end (or every N steps), after each validation and every ``checkpoint_every_minutes``
+    (``CheckpointClock``). ``batches``: the micro batches of a mixture phase (``multitask.Mixture``)
+    instead of ``loader``'s."""
     training = job.training
-    sink = MetricsSink(job, rank)
+    sink = MetricsSink.for_job(job, rank)  # never waits for MLflow
     global_batch = geometry.micro_batch_size * geometry.accumulation_steps * world_size
     log_every = training["log_every_n_steps"]
     checkpoint_every = training["checkpoint_every_n_steps"] or geometry.steps_per_epoch
+    clock = CheckpointClock(training["checkpoint_every_minutes"], rank, engine.device)
     step = progress["global_step"]
-    window_loss = torch.zeros((), device=engine.device)
-    window_micro, window_start, window_first_step = 0, time.perf_counter(), step
+    window_loss, window_micro = restored_loss_window(progress, rank, engine.device)  # a resumed window goes on
+    window_start, window_first_step = time.perf_counter(), step
     engine.train()
     for batch in batches if batches is not None else micro_batches(loader, sampler, geometry, step, rng):
         if step >= geometry.total_steps:
@@ -392,11 +445,15 @@ def run_loop(job, engine, loader, sampler, geometry: BatchGeometry, progress: di
         sink.log(step, metrics)
         if step == geometry.total_steps or stop:
             break  # the final checkpoint is written by the caller
-        if step % checkpoint_every == 0 or (validator is not None and validator.due(step)):
+        timed = step % log_every == 0 and clock.due()  # every rank asks at the same steps
+        if step % checkpoint_every == 0 or timed or (validator is not None and validator.due(step)):
+            progress[LOSS_WINDOW] = loss_window_record(window_loss, window_micro, step)
             save_and_report(engine, {"global_step": step, **metrics}, progress, rank)
+            clock.restart()
         # No Ray report between checkpoints: the metrics are in MLflow already, and each
         # ray.train.report is a barrier of all ranks through an actor that then waits for the
         # controller's next poll (every 2 s) when the previous report is still queued.
+    sink.close()
 
 
 def _mean_across_ranks(value: torch.Tensor) -> float:

@@ -78,8 +78,10 @@ def read_best(reference: str, output_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         hint = " (run `xit-dist tune` on that search first)" if reference.startswith(TUNE_PREFIX) else ""
         raise SpecError(f"{reference}: no best configuration at {path}{hint}")
+    from xit_dist.spec import read_spec_text
+
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = yaml.safe_load(read_spec_text(path, f"{reference}: {path}"))
     except yaml.YAMLError:
         raise SpecError(f"{reference}: {path} is not valid YAML") from None
     if not isinstance(document, dict) or not isinstance(document.get("training"), dict) or "intermediate" not in document:

@@ -21,16 +21,15 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from xit_dist.errors import SpecError
-from xit_dist.spec import ExperimentSpec, TrainingConfig, apply_override, format_validation_error
+from xit_dist.spec import ExperimentSpec, TrainingConfig, apply_override, format_validation_error, read_yaml_mapping, resolve_paths
 from xit_dist.tasks import get_task
 
 # Fields a search must not vary: they change how a trial is observed (and so the objective
 # itself), not how it trains.
-NOT_SEARCHABLE = {"eval_every_n_steps", "eval_examples", "log_every_n_steps", "checkpoint_every_n_steps"}
+NOT_SEARCHABLE = {"eval_every_n_steps", "eval_examples", "log_every_n_steps", "checkpoint_every_n_steps", "checkpoint_every_minutes"}
 # ASHA's rung ladder needs an upper bound; trials are never stopped for reaching it.
 DEFAULT_MAX_T = 100_000
 
@@ -205,6 +204,8 @@ class SearchSpec(_Strict):
         return self.scheduler.max_t or self.objective_training_config(spec).max_steps or DEFAULT_MAX_T
 
     def output_root(self) -> Path:
+        """The base spec's output_dir, absolute since ``resolve_search_tree``: a trial,
+        which runs in its own working directory, finds the same one."""
         return Path(self.trial_spec({}).output_dir).expanduser().resolve()
 
     def search_dir(self) -> Path:
@@ -268,7 +269,7 @@ def load_search_spec(path: str | Path, overrides: list[str] | None = None) -> Se
     directory and inlined, so the spec's fingerprint covers it and ``--set base.x=...`` works),
     apply ``--set`` overrides, check it."""
     path = Path(path)
-    tree = _inline_base(_read_yaml(path), path.parent)
+    tree = _inline_base(read_yaml_mapping(path), path.parent)
     for assignment in overrides or []:
         apply_override(tree, assignment)
     return resolve_search_tree(tree, path.parent, str(path))
@@ -277,13 +278,20 @@ def load_search_spec(path: str | Path, overrides: list[str] | None = None) -> Se
 def _inline_base(tree: dict[str, Any], relative_to: Path) -> dict[str, Any]:
     if isinstance(tree.get("base"), str):
         base_path = Path(tree["base"]).expanduser()
-        tree = {**tree, "base": _read_yaml(base_path if base_path.is_absolute() else relative_to / base_path, what="base")}
+        tree = {**tree, "base": read_yaml_mapping(base_path if base_path.is_absolute() else relative_to / base_path, what="base")}
     return tree
 
 
 def resolve_search_tree(tree: dict[str, Any], relative_to: Path, source: str = "search spec") -> SearchSpec:
+    """``base`` read (a path is relative to ``relative_to``, the search spec's directory) and its
+    own paths (output_dir, data, ...) made absolute against the directory the command started
+    in, as an experiment spec's are: on the driver, because each trial runs in a working
+    directory of Tune's. Then validated and checked."""
+    tree = _inline_base(tree, relative_to)
+    if isinstance(tree.get("base"), dict):
+        tree = {**tree, "base": resolve_paths(tree["base"])}
     try:
-        spec = SearchSpec.model_validate(_inline_base(tree, relative_to))
+        spec = SearchSpec.model_validate(tree)
     except ValidationError as err:
         raise SpecError(f"{source}: {format_validation_error(err)}") from None
     try:
@@ -291,21 +299,6 @@ def resolve_search_tree(tree: dict[str, Any], relative_to: Path, source: str = "
     except SpecError as err:
         raise SpecError(f"{source}: {err}") from None
     return spec
-
-
-def _read_yaml(path: Path, what: str | None = None) -> dict[str, Any]:
-    label = f"{what}: {path}" if what else str(path)
-    if not path.is_file():
-        raise SpecError(f"{label}: file not found")
-    try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise SpecError(f"{label}:{where}: invalid YAML") from None
-    if not isinstance(tree, dict):
-        raise SpecError(f"{label}: expected a mapping at the top level")
-    return tree
 
 
 def cluster_concurrency(spec: ExperimentSpec, resources: dict[str, float]) -> int:

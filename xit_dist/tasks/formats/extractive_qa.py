@@ -21,9 +21,9 @@ windows) beats the best span by more than ``NULL_SCORE_THRESHOLD`` (0, the scrip
 tuned threshold is not used).
 
 Metrics: ``xit_dist.evaluate.metrics.qa_scores``, SQuAD v1.1 script style (SQuAD, XQuAD,
-TyDiQA) or MLQA style (MLQA, per language); SQuAD v2.0 combines the same function on the
-answerable questions with the v2 script's rule for unanswerable ones (right iff the normalised
-prediction is empty, for both EM and F1).
+TyDiQA) or MLQA style (MLQA, per language); SQuAD v2.0 with ``squad_v2_scores``, the v2.0
+script's own rules (gold answers that normalise to empty are dropped, a question left without
+one has the gold answer "", and empty against empty scores F1 1).
 """
 
 from __future__ import annotations
@@ -198,7 +198,7 @@ class ExtractiveQA(TaskFormat):
     def score(
         self, task: Task, rows, features, predictions: list[WindowTopK], lang: str, options: FormatOptions
     ) -> dict[str, float]:
-        from xit_dist.evaluate.metrics import qa_scores
+        from xit_dist.evaluate.metrics import qa_scores, squad_v2_scores
 
         columns = qa_columns(task, lang)
         answers = self.answers(task, rows, features, predictions, lang, options)
@@ -365,33 +365,3 @@ def _softmax(scores: list[float]) -> list[float]:
     weights = [math.exp(score - top) for score in scores]
     total = sum(weights)
     return [weight / total for weight in weights]
-
-
-def squad_v2_scores(predictions: dict[str, str], references: dict[str, list[str]]) -> dict[str, float]:
-    """The SQuAD v2.0 script's EM and F1 from ``qa_scores``: answerable questions are scored as
-    in v1.1; an unanswerable one (no gold text) scores 1 for both iff the prediction normalises
-    to the empty string (the v2 script's F1 for no-answer questions equals its EM)."""
-    from xit_dist.evaluate.metrics import qa_scores
-
-    answerable = [qid for qid, texts in references.items() if texts]
-    unanswerable = [qid for qid, texts in references.items() if not texts]
-    totals = {"exact_match": 0.0, "f1": 0.0}
-    if answerable:
-        scores = qa_scores(
-            {qid: predictions[qid] for qid in answerable if qid in predictions},
-            {qid: references[qid] for qid in answerable},
-            "en",
-            "squad",
-        )
-        for metric in totals:
-            totals[metric] += scores[metric] * len(answerable)
-    if unanswerable:
-        empty = qa_scores(
-            {qid: predictions[qid] for qid in unanswerable if qid in predictions},
-            {qid: [""] for qid in unanswerable},
-            "en",
-            "squad",
-        )["exact_match"]
-        for metric in totals:
-            totals[metric] += empty * len(unanswerable)
-    return {metric: total / len(references) for metric, total in totals.items()}

@@ -19,16 +19,24 @@ Scoring (by ``task.metric``; ``xit_dist.evaluate.metrics`` computes every metric
   jiant's ``TatoebaEvaluationScheme`` does, so the reported number is top-1 accuracy of English
   queries retrieving their translation (en -> xx); ``retrieval_accuracy`` on that similarity.
 - ``f1`` (BUCC): LASER / XTREME ``mine_bitext`` in mode ``mine``, retrieval ``max``, margin
-  ``ratio``, k = 4 neighbours: sentences are unified by text, L2-normalised; every sentence's 4
-  nearest neighbours on the other side (exact search) give its mean neighbour similarity; a
-  candidate pair scores cos(x, y) / ((mean_x + mean_y) / 2); each sentence's best candidate in
-  both directions, taken greedily by score with every sentence used once, and kept above 0, are
-  the candidates. As XTREME's ``read_sent2id``, texts that occur under several ids are dropped.
-  The threshold is ``best_threshold`` on the dev part's gold; ``bucc_f1`` applies it to the test
-  part (the ``validation`` split scores dev at its own best threshold).
+  ``ratio``, k = 4 neighbours: sentences are unified on the raw line (``text_load_unify``: two
+  lines that differ only in surrounding spaces stay two sentences, with the same embedding, since
+  every sentence is stripped before it is tokenised), L2-normalised; every sentence's 4 nearest
+  neighbours on the other side (exact search) give its mean neighbour similarity; a candidate
+  pair scores cos(x, y) / ((mean_x + mean_y) / 2); each sentence's best candidate in both
+  directions, taken greedily by score with every sentence used once, and kept above 0, are the
+  candidates (exactly tied scores, in practice from identical embeddings, are taken in index
+  order; ``mine_bitext``'s unstable ``np.argsort`` and faiss order such ties as their sort
+  happens to, so which of two identical sentences gets a partner may differ there). As
+  XTREME's ``read_sent2id``, a sentence whose stripped text is on several lines is dropped. The
+  threshold is ``best_threshold`` on the dev part's gold (``bucc_optimize``, ties included);
+  ``bucc_f1`` applies it to the test part (the ``validation`` split scores dev at its own best
+  threshold). With no dev candidate or gold pair no threshold can be chosen: F1 is 0, with a
+  warning (as ``bucc_eval`` scores an empty candidate list).
 - ``map_at_20`` (LAReQA, Mewsli-X): every query ranks every candidate by cosine;
   ``map_at_k(k=20)``. XTREME-R's LAReQA script ranks by the dot product of its dual encoder's
-  L2-normalised encodings, i.e. by cosine, which is what we use for any encoder.
+  L2-normalised encodings, i.e. by cosine, which is what we use for any encoder. A query whose
+  gold is not among the candidates scores 0 and stays in the mean (``utils_mewslix.evaluate``).
 
 Nearest neighbours are exact (a blocked matrix product with top-k in torch, on the worker's GPU
 when it has one): the same search as faiss' ``IndexFlatIP`` that XTREME uses, so faiss is not
@@ -38,6 +46,8 @@ is ~1e14 multiply-adds per direction: minutes on a GPU, on the order of an hour 
 
 from __future__ import annotations
 
+import warnings
+from collections import Counter
 from typing import Any
 
 from xit_dist.data.loading import derived_fingerprint
@@ -48,7 +58,7 @@ from xit_dist.tasks.formats.base import TaskFormat
 from xit_dist.tasks.retrieval_rows import SOURCE, TARGET
 from xit_dist.train.jobs import FormatOptions
 
-FEATURIZE_VERSION = "1"
+FEATURIZE_VERSION = "2"  # 2: sentences are stripped before tokenising
 XTREME_LAYER, XTREME_DEPTH = 14, 24
 MARGIN_NEIGHBOURS = 4  # XTREME / LASER mine_bitext neighborhood
 MAP_K = 20
@@ -113,6 +123,8 @@ def margin_candidates(x, y, k: int = MARGIN_NEIGHBOURS):
     ``[(x index, y index, score)]``, each sentence of either side at most once, score > 0."""
     import numpy as np
 
+    if len(x) == 0 or len(y) == 0:
+        return []
     x2y_sim, x2y_ind = knn(x, y, k)
     y2x_sim, y2x_ind = knn(y, x, k)
     x2y_mean, y2x_mean = x2y_sim.mean(axis=1), y2x_sim.mean(axis=1)
@@ -155,10 +167,12 @@ class _Items:
         return "test" if "test" in self.part else self.part[0]
 
     def gold_queries(self, part: str) -> list[tuple[int, set[str]]]:
-        """Source rows of ``part`` with their relevant target ids that are present."""
+        """Source rows of ``part`` that have gold targets, with those present among the rows
+        (all of them when none is present: the query can only score 0, as the official
+        Mewsli-X evaluation scores a gold entity missing from the candidates)."""
         present = {self.id[i] for i in self.of(TARGET, part)}
-        queries = ((i, set(self.relevant[i]) & present) for i in self.of(SOURCE, part))
-        return [(i, relevant) for i, relevant in queries if relevant]
+        queries = ((i, set(self.relevant[i])) for i in self.of(SOURCE, part))
+        return [(i, relevant & present or relevant) for i, relevant in queries if relevant]
 
 
 def _pairs_to_items(pair: tuple[str, str]):
@@ -201,7 +215,8 @@ class Retrieval(TaskFormat):
         max_length = sentence_length(tokenizer, options)
 
         def encode(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-            encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)
+            # stripped, as XTREME's tokenize_text reads every retrieval file (BUCC's rows keep the raw line)
+            encoded = tokenizer([text.strip() for text in batch["text"]], truncation=True, max_length=max_length)
             return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 
         return items.map(
@@ -232,8 +247,8 @@ class Retrieval(TaskFormat):
         return {task.metric: scorers[task.metric](_Items(features, predictions), task, lang)}
 
     def num_examples(self, rows, features) -> int:
-        """Queries with a gold match in the scored part: pairs (Tatoeba), gold pairs (BUCC test),
-        questions / mentions (LAReQA, Mewsli-X)."""
+        """Queries with gold targets in the scored part (each one scored, present or not): pairs
+        (Tatoeba), gold pairs (BUCC test), questions / mentions (LAReQA, Mewsli-X)."""
         items = _Items(features, [])
         return len(items.gold_queries(items.scored_part()))
 
@@ -252,18 +267,18 @@ def _mining_scores(items: _Items, part: str) -> tuple[dict[tuple[str, str], floa
     """Candidate pairs (source id, target id) -> margin score, and the gold pairs, of one part."""
     sides = {}
     for side in (SOURCE, TARGET):
-        first_of_text: dict[str, int] = {}  # unify by text, as mine_bitext does
-        ids_of_text: dict[str, list[str]] = {}
+        first_of_line: dict[str, int] = {}  # unified on the raw line, as text_load_unify does
         for i in items.of(side, part):
-            first_of_text.setdefault(items.text[i], i)
-            ids_of_text.setdefault(items.text[i], []).append(items.id[i])
-        keys = list(first_of_text)
-        sides[side] = (items.vectors[[first_of_text[k] for k in keys]], [ids_of_text[k] for k in keys])
+            first_of_line.setdefault(items.text[i], i)
+        lines_of_text = Counter(items.text[i].strip() for i in items.of(side, part))
+        # read_sent2id maps a stripped text to its id only when no other line has that text
+        ids = [items.id[i] if lines_of_text[items.text[i].strip()] == 1 else None for i in first_of_line.values()]
+        sides[side] = (items.vectors[list(first_of_line.values())], ids)
     (x, x_ids), (y, y_ids) = sides[SOURCE], sides[TARGET]
     scores = {}
     for xi, yi, score in margin_candidates(x, y):
-        if len(x_ids[xi]) == 1 and len(y_ids[yi]) == 1:  # read_sent2id drops repeated sentences
-            scores[(x_ids[xi][0], y_ids[yi][0])] = score
+        if x_ids[xi] is not None and y_ids[yi] is not None:
+            scores[(x_ids[xi], y_ids[yi])] = score
     gold = {(items.id[i], target) for i, relevant in items.gold_queries(part) for target in relevant}
     return scores, gold
 
@@ -272,15 +287,25 @@ def _margin_mining(items: _Items, task: Task, lang: str) -> float:
     from xit_dist.evaluate.metrics import best_threshold, bucc_f1
 
     dev_scores, dev_gold = _mining_scores(items, "dev")
-    if not dev_scores or not dev_gold:
-        raise DataError(f"{task.name} {lang}: no dev candidates or gold pairs to choose the threshold (too few sentences kept?)")
+    if _nothing_to_score(task, lang, "dev", dev_scores, dev_gold):
+        return 0.0
     threshold = best_threshold(dev_scores, dev_gold)
     if items.scored_part() == "dev":
         return bucc_f1(dev_scores, dev_gold, threshold)
     test_scores, test_gold = _mining_scores(items, "test")
-    if not test_scores or not test_gold:
-        raise DataError(f"{task.name} {lang}: no test candidates or gold pairs (too few sentences kept?)")
+    if _nothing_to_score(task, lang, "test", test_scores, test_gold):
+        return 0.0
     return bucc_f1(test_scores, test_gold, threshold)
+
+
+def _nothing_to_score(task: Task, lang: str, part: str, scores: dict, gold: set) -> bool:
+    """No candidate or no gold pair in ``part``: F1 is 0 (``bucc_eval`` scores an empty candidate
+    list 0; a dev part without any leaves no threshold to choose), said in a warning, not raised."""
+    if scores and gold:
+        return False
+    what = "gold" if not gold else "candidate"
+    warnings.warn(f"{task.name} {lang}: no {part} {what} pairs (too few sentences kept?); F1 is 0", stacklevel=3)
+    return True
 
 
 def _ranking(items: _Items, task: Task, lang: str) -> float:
@@ -289,7 +314,7 @@ def _ranking(items: _Items, task: Task, lang: str) -> float:
     part = items.scored_part()
     queries = items.gold_queries(part)
     if not queries:
-        raise DataError(f"{task.name} {lang}: no query has a relevant candidate among the rows kept")
+        raise DataError(f"{task.name} {lang}: no query with a gold target among the rows kept")
     candidates = items.of(TARGET, part)
     _, top = knn(items.vectors[[i for i, _ in queries]], items.vectors[candidates], MAP_K)
     ranked = [[items.id[candidates[j]] for j in row] for row in top]

@@ -1,0 +1,293 @@
+"""The README's commands as a user types them in a fresh clone: relative paths, started from a
+directory that holds the repository's ``ray_configs/`` and ``ds_configs/`` (a copy, so the runs
+write their ``xit_runs/`` there and never into the repository), with xit-dist's and Ray's own
+defaults (``tests/conftest.py`` turns Ray Train's preemption watcher and metrics off for the
+suite; the commands here run without that). Long specs are cut short with ``--set``; every path
+stays as the README writes it. Also here: what the embedded Ray instance listens on, and the
+spec's paths (resolved once, against the directory a command starts in; object storage refused).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from xit_dist.cli import main
+from xit_dist.errors import SpecError, XitError
+from xit_dist.spec_paths import resolve_spec_paths
+
+REPO = Path(__file__).resolve().parents[1]
+README = (REPO / "README.md").read_text()
+XIT = [str(Path(sys.executable).with_name("xit-dist"))] if Path(sys.executable).with_name("xit-dist").is_file() else [sys.executable, "-m", "xit_dist.cli"]
+COMMAND_TIMEOUT_S = 900
+
+# The README's demo and search, and the few --set that keep them short (no path among them).
+RUN_DEMO = "xit-dist run ray_configs/demo.yaml"
+SHORT_RUN = ["--set", "intermediate.0.training.max_steps=4", "--set", "target.training.max_steps=4",
+             "--set", "evaluation.max_examples_per_language=20"]
+TUNE_DEMO = "xit-dist tune ray_configs/tune/mnli.yaml"
+SHORT_TUNE = ["--set", "num_samples=1", "--set", "training.max_steps=4", "--set", "training.eval_every_n_steps=2",
+              "--set", "training.eval_examples=20", "--set", "scheduler.grace_period=2"]
+# Commands that start no Ray: run in this process (the same argv, from the same directory); the
+# README shows each but the first two (the demo's spec, checked before it runs).
+OFFLINE_COMMANDS = [
+    "xit-dist validate ray_configs/demo.yaml",
+    "xit-dist plan ray_configs/demo.yaml",
+    "xit-dist validate ray_configs/xnli_from_mnli.yaml",
+    "xit-dist plan ray_configs/xnli_from_mnli.yaml --gpu-memory 80GiB",
+    "xit-dist validate ray_configs/paper/table.yaml",
+    "xit-dist data anli_plus --data-files builtin:demo",
+    "xit-dist data xquad --split test --lang de --lang zh --data-files builtin:demo",
+]
+# Ray Train's C++ error line a user read as a failure (Ray 2.60, every phase, watcher on).
+WATCHER_LINE = "PreemptionWatcher"
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory) -> Path:
+    """What a fresh clone holds that the README's commands read."""
+    root = tmp_path_factory.mktemp("clone")
+    for name in ("ray_configs", "ds_configs"):
+        shutil.copytree(REPO / name, root / name)
+    return root
+
+
+def user_env() -> dict[str, str]:
+    """This environment less what the suite sets for itself and a user would not have."""
+    env = dict(os.environ)
+    for name in ("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "RAY_TRAIN_METRICS_ENABLED", "RAY_ADDRESS", "MLFLOW_TRACKING_URI"):
+        env.pop(name, None)
+    return env
+
+
+def test_the_commands_run_here_are_the_readmes():
+    for command in [RUN_DEMO, TUNE_DEMO, *OFFLINE_COMMANDS[2:]]:
+        assert command in README, command
+
+
+@pytest.mark.parametrize("command", OFFLINE_COMMANDS)
+def test_offline_commands_as_written(command, clone, monkeypatch, capsys):
+    monkeypatch.chdir(clone)
+    assert main(command.split()[1:]) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    if command.startswith("xit-dist validate ray_configs/demo.yaml"):
+        assert yaml.safe_load(printed)["output_dir"] == str(clone / "xit_runs")  # resolved where the command started
+    if command == "xit-dist plan ray_configs/demo.yaml":
+        assert f"saves its encoder to {clone / 'xit_runs' / 'phases'}" in printed
+
+
+# ---------------------------------------------------------------------------- what Ray listens on
+
+WILDCARDS = {"0.0.0.0", "::", ""}
+
+
+def listeners(root_pids: list[int], seen: dict[int, set], names: dict[int, set]) -> None:
+    """Add the listening TCP sockets of these processes and all their descendants to ``seen``
+    (pid -> {(address, port)}) and their process titles to ``names`` (Ray retitles workers
+    with each task they run)."""
+    import psutil
+
+    procs = []
+    for pid in root_pids:
+        try:
+            root = psutil.Process(pid)
+            procs += [root, *root.children(recursive=True)]
+        except psutil.Error:
+            pass
+    for proc in procs:
+        try:
+            title = proc.name()
+            sockets = {(c.laddr.ip, c.laddr.port) for c in proc.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
+        except psutil.Error:
+            continue
+        names.setdefault(proc.pid, set()).add(title)
+        seen.setdefault(proc.pid, set()).update(sockets)
+
+
+def exposed(seen: dict[int, set], names: dict[int, set], allow_train_workers: bool) -> list[str]:
+    """Sockets on every interface. A Ray Train worker's is allowed where asked: rank 0's
+    torch.distributed TCPStore (the process group's rendezvous), which torch binds to every
+    interface whatever the master address (README, "What listens where")."""
+    found = []
+    for pid, sockets in seen.items():
+        worker = any("RayTrainWorker" in title for title in names.get(pid, ()))
+        for address, port in sorted(sockets):
+            if address in WILDCARDS and not (allow_train_workers and worker):
+                found.append(f"{address}:{port} {sorted(names.get(pid, ()))}")
+    return found
+
+
+def run_watching_sockets(args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, dict, dict]:
+    log = cwd / f"{args[0]}.log"
+    seen: dict[int, set] = {}
+    names: dict[int, set] = {}
+    started = time.monotonic()
+    with open(log, "w") as out:
+        proc = subprocess.Popen([*XIT, *args], cwd=cwd, env=user_env(), stdout=out, stderr=subprocess.STDOUT, text=True)
+        while proc.poll() is None and time.monotonic() - started < COMMAND_TIMEOUT_S:
+            listeners([proc.pid], seen, names)
+            time.sleep(0.5)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    print(f"xit-dist {' '.join(args)}: {time.monotonic() - started:.0f} s")
+    return subprocess.CompletedProcess(args, proc.returncode, log.read_text(), ""), seen, names
+
+
+@pytest.mark.ray
+def test_readme_demo_run(clone):
+    """`xit-dist run ray_configs/demo.yaml`, short: trains, evaluates, writes under ./xit_runs,
+    prints no Ray error line, and its Ray listens on the loopback only."""
+    proc, seen, names = run_watching_sockets([*RUN_DEMO.split()[1:], *SHORT_RUN], clone)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert "transfer gap" in proc.stdout
+    assert len(list((clone / "xit_runs" / "phases").glob("*/phase.json"))) == 2
+    assert (clone / "xit_runs" / "mlflow.db").is_file()
+    assert WATCHER_LINE not in proc.stdout and "max_restarts > 0" not in proc.stdout, proc.stdout[-6000:]
+    assert len(seen) > 5  # the GCS, raylet, dashboard, agents and workers were seen
+    assert exposed(seen, names, allow_train_workers=True) == []
+
+
+@pytest.mark.ray
+def test_readme_search(clone, ray_cluster):
+    """`xit-dist tune ray_configs/tune/mnli.yaml`, one short trial, on the session's Ray (a
+    trial runs in a working directory of Tune's there too): the base spec's relative output_dir
+    is where the command started, not in the trial's working directory."""
+    address = ray_cluster.get_runtime_context().gcs_address
+    proc, _, _ = run_watching_sockets([*TUNE_DEMO.split()[1:], *SHORT_TUNE, "--set", f"base.distributed.address={address}"], clone)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    search_dir = clone / "xit_runs" / "searches" / "mnli-demo"
+    assert (search_dir / "best.yaml").is_file() and (search_dir / "optuna.journal").is_file()
+    assert f"written to {search_dir / 'best.yaml'}" in proc.stdout
+    assert WATCHER_LINE not in proc.stdout
+
+
+@pytest.mark.ray
+def test_embedded_ray_listens_on_the_loopback_only(ray_cluster):
+    """The session's instance, started as ``start_ray(None)`` starts a user's: every process
+    it started (GCS, raylet, dashboard and its metrics, the agents, the autoscaler's metrics,
+    idle workers) listens on 127.0.0.1 only."""
+    import psutil
+
+    ray_children = [p.pid for p in psutil.Process().children() if "ray" in " ".join(p.cmdline())]
+    seen: dict[int, set] = {}
+    names: dict[int, set] = {}
+    listeners(ray_children, seen, names)
+    assert sum(len(s) for s in seen.values()) >= 5, names
+    assert exposed(seen, names, allow_train_workers=False) == []
+    assert ray_cluster.get_runtime_context().gcs_address.startswith("127.0.0.1:")
+
+
+# ---------------------------------------------------------------------------- the spec's paths
+
+
+def test_every_path_of_a_spec_resolves_against_the_start_directory(tmp_path):
+    (tmp_path / "models" / "mine").mkdir(parents=True)
+    (tmp_path / "ds_configs").mkdir()
+    (tmp_path / "ds_configs" / "custom.json").write_text("{}")
+    tree = {
+        "model": {"name_or_path": "models/mine"},
+        "data": {"local_dir": "mirror", "task_files": {"ccg": "./ccg"}},
+        "intermediate": [{"task": "mnli", "training_from": "runs/best.yaml", "language_files": {"de": "../de"},
+                          "mlm": {"files": ["corpus.txt"]}},
+                         {"task": "qqp", "training_from": "tune:qqp"}],
+        "target": {"task": "xnli"},
+        "distributed": {"deepspeed_config": "custom"},
+        "tracking": {"uri": "sqlite:///store/mlflow.db"},
+    }
+    resolved = resolve_spec_paths(tree, tmp_path, "xit_runs")
+    assert resolved["output_dir"] == str(tmp_path / "xit_runs")  # the default, too
+    assert resolved["model"]["name_or_path"] == str(tmp_path / "models" / "mine")
+    assert resolved["data"] == {"local_dir": str(tmp_path / "mirror"), "task_files": {"ccg": str(tmp_path / "ccg")}}
+    stage = resolved["intermediate"][0]
+    assert stage["training_from"] == str(tmp_path / "runs" / "best.yaml")
+    assert stage["language_files"] == {"de": str(tmp_path.parent / "de")}
+    assert stage["mlm"]["files"] == [str(tmp_path / "corpus.txt")]
+    assert resolved["intermediate"][1]["training_from"] == "tune:qqp"
+    assert resolved["distributed"]["deepspeed_config"] == str(tmp_path / "ds_configs" / "custom.json")
+    assert resolved["tracking"]["uri"] == f"sqlite:///{tmp_path}/store/mlflow.db"
+    assert resolve_spec_paths(resolved, tmp_path / "elsewhere", "xit_runs") == resolved  # twice changes nothing
+    assert "output_dir" not in tree and tree["data"]["local_dir"] == "mirror"  # the input is left as it was
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("model.name_or_path", "FacebookAI/xlm-roberta-large"),  # a hub id (no such directory here)
+        ("model.name_or_path", "builtin:xlmr-tiny"),
+        ("data.local_dir", "builtin:demo"),
+        ("distributed.deepspeed_config", "zero2"),  # the repository's own: found by name anywhere
+        ("tracking.uri", "http://127.0.0.1:5000"),
+        ("tracking.uri", "sqlite:////abs/mlflow.db"),
+        ("tracking.uri", "databricks"),
+    ],
+)
+def test_what_is_not_a_relative_path_stays_as_written(tmp_path, field, value):
+    section, key = field.split(".")
+    resolved = resolve_spec_paths({section: {key: value}}, tmp_path, "xit_runs")
+    assert resolved[section][key] == value
+
+
+def test_a_search_specs_base_paths_are_fixed_where_tune_starts(clone, monkeypatch, tmp_path):
+    """A trial runs in a working directory of Tune's: the search it reads must be the driver's."""
+    from xit_dist.tune.search_spec import load_search_spec
+
+    monkeypatch.chdir(clone)
+    search = load_search_spec("ray_configs/tune/mnli.yaml")
+    assert search.base["output_dir"] == str(clone / "xit_runs")
+    monkeypatch.chdir(tmp_path)  # where a trial runs
+    assert search.search_dir() == clone / "xit_runs" / "searches" / "mnli-demo"
+    assert search.trial_spec({}).output_dir == str(clone / "xit_runs")
+
+
+def test_a_grid_cells_paths_are_absolute(clone, monkeypatch):
+    from xit_dist.grid import load_grid
+
+    monkeypatch.chdir(clone)
+    grid = load_grid("ray_configs/studies/data_size.yaml")  # output_dir: xit_runs/studies
+    assert {cell.spec.output_dir for cell in grid.cells} == {str(clone / "xit_runs" / "studies")}
+
+
+def test_submit_keeps_paths_for_the_job_and_refuses_stores_that_would_vanish(monkeypatch):
+    """A job resolves its paths where it runs (the shipped repository); a relative output_dir or
+    sqlite store would be written into its temporary working directory."""
+    from xit_dist.cluster import build_submission
+
+    monkeypatch.chdir(REPO)
+    entrypoint, _ = build_submission("ray_configs/demo.yaml", ["output_dir=/shared/runs"])
+    assert entrypoint.endswith("run ray_configs/demo.yaml --set output_dir=/shared/runs --set distributed.address=auto")
+    with pytest.raises(XitError, match=r"^output_dir xit_runs: a relative path would put the results in the job's temporary"):
+        build_submission("ray_configs/demo.yaml", [])
+    with pytest.raises(XitError, match=r"^tracking.uri sqlite:///mlflow.db: a relative store would be written in the job's"):
+        build_submission("ray_configs/demo.yaml", ["output_dir=/shared/runs", "tracking.uri=sqlite:///mlflow.db"])
+
+
+# ---------------------------------------------------------------------------- object storage
+
+
+@pytest.mark.parametrize("uri", ["s3://bucket/prefix", "gs://bucket/prefix", "hdfs://namenode/runs", "file:///tmp/runs"])
+@pytest.mark.parametrize("command", ["validate", "plan", "run"])
+def test_an_object_storage_output_dir_is_one_line_before_ray(uri, command, clone, monkeypatch, capsys):
+    monkeypatch.chdir(clone)
+    assert main([command, "ray_configs/demo.yaml", "--set", f"output_dir={uri}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("xit-dist: error: ray_configs/demo.yaml: output_dir: "), err
+    scheme = uri.split(":")[0]
+    expected = "a file:// URI: write it as a plain path" if scheme == "file" else f"object storage ({scheme}://) is not supported yet"
+    assert expected in err
+    assert not any(p.name.endswith(":") for p in clone.iterdir())  # no local directory named 's3:'
+
+
+def test_an_object_storage_output_dir_in_a_search_base_is_refused(clone, monkeypatch):
+    from xit_dist.tune.search_spec import load_search_spec
+
+    monkeypatch.chdir(clone)
+    with pytest.raises(SpecError, match=r"output_dir: object storage \(s3://\) is not supported yet"):
+        load_search_spec("ray_configs/tune/mnli.yaml", ["base.output_dir=s3://bucket/prefix"])
