@@ -8,6 +8,8 @@ import os
 
 import pytest
 
+from xit_dist.toolchain import interpreter_bin_first
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -20,6 +22,9 @@ os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
 # start-up on two cores is ~1.5 s shorter (14.6 s -> 13.2 s per fit; BENCHMARKS.md section 1).
 os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
 os.environ.setdefault("RAY_TRAIN_METRICS_ENABLED", "0")
+# DeepSpeed engines built in this process (tests/test_checkpoint_integrity.py) compile their ops
+# with the same ninja as the Ray workers do; another one would rebuild the cached op for both.
+interpreter_bin_first()
 
 
 @pytest.fixture(scope="session")

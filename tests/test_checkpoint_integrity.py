@@ -183,6 +183,32 @@ def test_damaged_final_checkpoint_is_refused_at_consolidation(written, tiny_engi
         consolidate(damaged, model_dir, model_dir, "xnli", "model", tmp_path / "out")
 
 
+def test_best_dev_weights_are_verified_before_they_are_restored(tiny_engine, tmp_path, capsys):
+    """``best/`` (model selection on English dev) carries a manifest too: damaged, the last
+    step's weights are kept with one warning line naming the file, instead of loading it."""
+    from xit_dist.train.validation import DevValidator
+
+    engine, _ = tiny_engine
+    validator = DevValidator.__new__(DevValidator)  # the parts save/restore use, without a dev set
+    validator.engine, validator.rank, validator.phase_id = engine, 0, "xnli-test"
+    validator.best_dir = tmp_path / "best"
+    validator.progress = {"best_step": 10, "global_step": 10}
+    validator._save_best()
+    assert find_damage(validator.best_dir) is None and (validator.best_dir / f"{MANIFEST_PREFIX}0.json").is_file()
+    validator.progress["global_step"] = 20
+    validator.restore_best()
+    assert validator.progress["restored_best_step"] == 10 and "best_damaged" not in validator.progress
+
+    size = (validator.best_dir / OPTIMIZER_FILE).stat().st_size
+    (validator.best_dir / OPTIMIZER_FILE).write_bytes(b"x")
+    del validator.progress["restored_best_step"]
+    validator.restore_best()
+    assert validator.progress["best_damaged"] == f"{OPTIMIZER_FILE}: 1 bytes, {size} when written"
+    assert "restored_best_step" not in validator.progress
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith(f"[xnli-test] warning: {validator.best_dir}/{OPTIMIZER_FILE}: 1 bytes") and "keeping the last step's (20)" in line
+
+
 def test_checkpoint_every_minutes_is_not_part_of_the_phase_hash(tmp_path):
     from xit_dist.plan import build_plan
     from xit_dist.spec import validate_tree

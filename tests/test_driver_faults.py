@@ -1,24 +1,21 @@
 """Faults around a run, on real components: two drivers on one spec, a dead MLflow server, a
-full disk, Ctrl-C. The MLflow server, tmpfs and Ray tests are heavy: run them through the
+full disk (Ctrl-C: tests/test_readme_commands.py, on the README's demo command). The MLflow server, tmpfs and Ray tests are heavy: run them through the
 lock (COMMON rules), one at a time."""
 
 from __future__ import annotations
 
 import errno
 import os
-import queue
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.conftest import small_spec_tree
 from xit_dist.tracking import Tracker
@@ -241,58 +238,3 @@ def test_a_disk_that_fills_up_mid_phase_is_the_one_error_and_the_runs_end_failed
     client = MlflowClient(f"sqlite:///{tiny_tmpfs / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
     assert sorted((r.info.run_name, r.info.status) for r in runs) == [("full", "FAILED"), ("target:xnli", "FAILED")]
-
-
-# ---------------------------------------------------------------- Ctrl-C
-
-def lines_of(stream) -> queue.Queue:
-    lines: queue.Queue = queue.Queue()
-
-    def pump() -> None:
-        for line in stream:
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    return lines
-
-
-def wait_for_line(lines: queue.Queue, text: str, seen: list[str], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=1)
-        except queue.Empty:
-            continue
-        assert line is not None, "".join(seen[-40:])
-        seen.append(line)
-        if text in line:
-            return
-    raise AssertionError(f"no {text!r} within {timeout:.0f}s:\n{''.join(seen[-40:])}")
-
-
-@pytest.mark.ray
-def test_ctrl_c_during_training_ends_the_runs_killed_and_says_how_to_resume(tmp_path):
-    """``xit-dist run`` in its own process (and its own local Ray); once steps are logged, a
-    terminal's Ctrl-C (SIGINT to the whole process group)."""
-    from mlflow.tracking import MlflowClient
-
-    tree = small_spec_tree(tmp_path / "out", intermediate=(), name="ctrl-c")
-    tree["target"]["training"].update(epochs=50, max_steps=None, log_every_n_steps=5)  # ~4650 steps: minutes
-    spec_path = tmp_path / "spec.yaml"
-    spec_path.write_text(yaml.safe_dump(tree))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "xit_dist.cli", "run", str(spec_path)], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        wait_for_line(lines_of(proc.stdout), " step 10/", [], timeout=400)
-        os.killpg(proc.pid, signal.SIGINT)
-        stderr = proc.stderr.read()
-        assert proc.wait(timeout=120) == 130, stderr[-3000:]
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert stderr.strip().splitlines()[-1] == (f"xit-dist: interrupted; rerun `xit-dist run {spec_path}` to resume from the last checkpoints")
-    client = MlflowClient(f"sqlite:///{tmp_path / 'out' / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
-    assert sorted((r.info.run_name, r.info.status) for r in runs) == [("ctrl-c", "KILLED"), ("target:xnli", "KILLED")]

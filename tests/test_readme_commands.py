@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -141,16 +142,59 @@ def run_watching_sockets(args: list[str], cwd: Path) -> tuple[subprocess.Complet
     return subprocess.CompletedProcess(args, proc.returncode, log.read_text(), ""), seen, names
 
 
+def wait_for_output(log: Path, text: str, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text():
+        assert proc.poll() is None, log.read_text()[-4000:]
+        assert time.monotonic() < deadline, f"no {text!r} within {timeout:.0f} s:\n{log.read_text()[-4000:]}"
+        time.sleep(0.2)
+
+
 @pytest.mark.ray
-def test_readme_demo_run(clone):
-    """`xit-dist run ray_configs/demo.yaml`, short: trains, evaluates, writes under ./xit_runs,
-    prints no Ray error line, and its Ray listens on the loopback only."""
-    proc, seen, names = run_watching_sockets([*RUN_DEMO.split()[1:], *SHORT_RUN], clone)
+def test_readme_demo_interrupted_then_rerun(clone):
+    """`xit-dist run ray_configs/demo.yaml`, short, as a user runs it: Ctrl-C (SIGINT to the
+    process group, as a terminal sends it) while the target phase trains gives exit 130, the
+    resume command and the MLflow runs KILLED; the same command again reuses the intermediate
+    phase, resumes the target's from its checkpoint and ends with the results under ./xit_runs.
+    Neither prints Ray's PreemptionWatcher error line; their Ray listens on the loopback only.
+    (One command interrupted, then finished: each starts its own Ray, the costly part.)"""
+    from mlflow.tracking import MlflowClient
+
+    args = [*RUN_DEMO.split()[1:], *SHORT_RUN]
+    args[args.index("target.training.max_steps=4")] = "target.training.max_steps=40"
+    args += ["--set", "target.training.checkpoint_every_n_steps=10", "--set", "target.training.log_every_n_steps=5"]
+    seen: dict[int, set] = {}
+    names: dict[int, set] = {}
+    log = clone / "interrupted.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([*XIT, *args], cwd=clone, env={**user_env(), "PYTHONUNBUFFERED": "1"}, stdout=out,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            wait_for_output(log, "] step 15/40", proc, timeout=COMMAND_TIMEOUT_S)  # the step-10 checkpoint is written
+            listeners([proc.pid], seen, names)
+            os.killpg(proc.pid, signal.SIGINT)
+            assert proc.wait(timeout=120) == 130, log.read_text()[-4000:]
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    interrupted = log.read_text()
+    driver_lines = [line for line in interrupted.strip().splitlines() if "(RayTrainWorker" not in line]  # workers' last lines may follow
+    assert driver_lines[-1] == (
+        f"xit-dist: interrupted; rerun `xit-dist {' '.join(args)}` to resume from the last checkpoints")
+    client = MlflowClient(f"sqlite:///{clone / 'xit_runs' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("xit-dist-demo").experiment_id])
+    assert sorted(r.info.status for r in runs if r.info.run_name != "intermediate:mnli") == ["KILLED", "KILLED"]
+
+    proc, seen_again, names_again = run_watching_sockets(args, clone)
     assert proc.returncode == 0, proc.stdout[-6000:]
+    assert "already trained: reusing" in proc.stdout and "resumed at step 10" in proc.stdout, proc.stdout[-6000:]
     assert "transfer gap" in proc.stdout
     assert len(list((clone / "xit_runs" / "phases").glob("*/phase.json"))) == 2
-    assert (clone / "xit_runs" / "mlflow.db").is_file()
-    assert WATCHER_LINE not in proc.stdout and "max_restarts > 0" not in proc.stdout, proc.stdout[-6000:]
+    for output in (interrupted, proc.stdout):
+        assert WATCHER_LINE not in output and "max_restarts > 0" not in output, output[-6000:]
+    for pid, sockets in seen_again.items():
+        seen.setdefault(pid, set()).update(sockets)
+        names.setdefault(pid, set()).update(names_again.get(pid, set()))
     assert len(seen) > 5  # the GCS, raylet, dashboard, agents and workers were seen
     assert exposed(seen, names, allow_train_workers=True) == []
 

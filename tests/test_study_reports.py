@@ -80,3 +80,14 @@ def test_sections_without_their_data_add_nothing(tmp_path):
     assert scaling_curve(report_of(cells, tmp_path, "data_size", {"a": {}})) is None  # no intermediate.0.task param: a baseline only
     assert calibration_table(report_of(cells, tmp_path, "calibration")) is None
     assert drop_by_resource_group(report_of(cells, tmp_path, "multilingual")) is None
+
+
+def test_lareqa_scores_with_its_official_pooled_average():
+    """LAReQA's official mAP@20 is one mean over all questions of all languages (the run logs it
+    as .avg, weighted by query counts); the report takes it, not the mean over languages."""
+    metrics = {"lareqa.map_at_20.en": 40.0, "lareqa.map_at_20.de": 20.0, "lareqa.map_at_20.avg": 35.0}  # 3:1 questions
+    lareqa = cell("a", "squad", "lareqa", "0", metrics)
+    assert lareqa.score() == 35.0
+    assert lareqa.score(["en"]) == 40.0  # a subset: per language
+    xnli = cell("b", "mnli", "xnli", "0", {"xnli.accuracy.en": 40.0, "xnli.accuracy.de": 20.0, "xnli.accuracy.avg": 35.0})
+    assert xnli.score() == 30.0  # XTREME's mean over languages

@@ -109,7 +109,26 @@ class CellResult:
             keep = [lang for lang in f1 if lang in em and (languages is None or lang in languages)]
             return task_score({l: f1[l] for l in keep}, {l: em[l] for l in keep}) if keep else None
         scores = {lang: v for lang, v in self.language_scores().items() if languages is None or lang in languages}
-        return task_score(scores) if scores else None
+        if not scores:
+            return None
+        pooled = self.pooled_score(scores)
+        return pooled if pooled is not None else task_score(scores)
+
+    def pooled_score(self, scores: dict[str, float]) -> float | None:
+        """For a task whose official average is one mean over every query of every language
+        (LAReQA), the run's logged ``.avg``, weighted by the query counts the run saw; it stands
+        when ``scores`` covers exactly the run's languages (a subset has no counts here, and
+        falls back to the mean over languages)."""
+        from xit_dist.tasks import get_task
+
+        try:
+            if get_task(self.target).average != "queries":
+                return None
+        except XitError:
+            return None
+        metric = self.primary_metric()
+        logged = self.metrics.get(f"{self.target}.{metric}.avg")
+        return logged if logged is not None and set(scores) == set(self.per_language(metric)) else None
 
 
 @dataclass

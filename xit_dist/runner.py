@@ -56,7 +56,10 @@ def start_ray(address: str | None) -> None:
     # address None: always a new local instance ("local"), never a `ray start` cluster that
     # happens to run on this machine; name one ("auto", "host:port") to use a cluster.
     if address is not None:
-        ray.init(address=address, logging_level="WARNING", runtime_env={"env_vars": WORKER_ENV})
+        # Connecting to an instance on the loopback (another embedded one, as a test's or a second
+        # driver's): Ray would rewrite 127.0.0.1 in the address to this machine's IP, where it listens not.
+        with _loopback_node_ip() if _names_loopback(address) else contextlib.nullcontext():
+            ray.init(address=address, logging_level="WARNING", runtime_env={"env_vars": WORKER_ENV})
         return
     for name, value in LOCAL_RAY_DEFAULTS.items():
         os.environ.setdefault(name, value)  # read by Ray Train in this process at each fit; a user's setting wins
@@ -87,6 +90,12 @@ def _environment(values: dict[str, str]):
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _names_loopback(address: str) -> bool:
+    """``127.0.0.1:6379``, ``localhost:6379``, ``ray://127.0.0.1:10001``: an address on this machine's loopback."""
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 @contextlib.contextmanager

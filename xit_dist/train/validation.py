@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from xit_dist.train.checkpoint_manifest import find_damage, write_manifest
 from xit_dist.train.jobs import EvalJob, PhaseJob
 
 SOURCE_LANGUAGE = "en"
@@ -87,6 +88,9 @@ class DevValidator:
         self.engine.save_checkpoint(str(partial), tag=CHECKPOINT_TAG)
         _barrier()
         if self.rank == 0:
+            # One manifest for the files of every rank, written once all are there (the ranks
+            # share this directory, so per-rank listings would race with each other's writes).
+            write_manifest(partial, rank=0, world_size=1)
             shutil.rmtree(self.best_dir, ignore_errors=True)
             partial.rename(self.best_dir)
         _barrier()
@@ -97,6 +101,15 @@ class DevValidator:
 
         best = self.progress.get("best_step")
         if best is None or best == self.progress["global_step"]:
+            return
+        problem = _broadcast(find_damage(self.best_dir) if self.rank == 0 else None)
+        if problem is not None:
+            # The last step's weights are intact: keep them, and say so, rather than load the
+            # damaged ones (DeepSpeed would load overwritten bytes without a word).
+            self.progress["best_damaged"] = problem
+            if self.rank == 0:
+                print(f"[{self.phase_id}] warning: {self.best_dir}/{problem}; the best English-dev weights "
+                      f"(step {best}) are damaged: keeping the last step's ({self.progress['global_step']})", flush=True)
             return
         self.engine.load_checkpoint(str(self.best_dir), tag=CHECKPOINT_TAG, load_optimizer_states=True, load_lr_scheduler_states=True)
         self.progress["restored_best_step"] = best
