@@ -46,13 +46,13 @@ if not shutil.which("nvidia-smi"):
 def use_bench_environment() -> None:
     """Called first by every script's ``main`` (not on import: a test importing a script must not
     change its own process's environment); children inherit it."""
-    from xit_dist.toolchain import interpreter_bin_first  # after REPO is on sys.path
+    from xit_dist.train.toolchain import interpreter_bin_first  # after REPO is on sys.path
 
     for key, value in BENCH_ENV.items():
         os.environ.setdefault(key, value)
     interpreter_bin_first()  # every contender builds DeepSpeed's ops with the same ninja
 
-SMALL_MODEL = "builtin:xlmr-small"  # 4 layers x 256 hidden (xit_dist/model_assets.py)
+SMALL_MODEL = "builtin:xlmr-small"  # 4 layers x 256 hidden (xit_dist/builtin/models.py)
 
 
 # ------------------------------------------------------------------ the machine and its load
@@ -137,7 +137,7 @@ def prebuild_deepspeed_ops() -> None:
 
 
 def demo_data_dir() -> Path:
-    from xit_dist.assets import resolve_data_dir
+    from xit_dist.builtin.assets import resolve_data_dir
 
     return resolve_data_dir("builtin:demo")
 
@@ -145,7 +145,7 @@ def demo_data_dir() -> Path:
 def small_model_dir() -> str:
     """The built-in 4 x 256 model. A build left without its weights (seen while the generator
     was being edited concurrently) is removed and rebuilt: this is the benchmarks' own cache."""
-    from xit_dist.assets import resolve_model_dir
+    from xit_dist.builtin.assets import resolve_model_dir
 
     directory = resolve_model_dir(SMALL_MODEL)
     if not (Path(directory) / "config.json").is_file():

@@ -50,11 +50,11 @@ def child_featurize(args) -> None:
     from transformers import AutoTokenizer
 
     from xit_dist.data.features import evaluation_inputs, training_features
-    from xit_dist.logs import quiet_third_party
-    from xit_dist.plan import build_plan
-    from xit_dist.preflight import preflight
-    from xit_dist.runner import eval_job, phase_job
-    from xit_dist.spec import load_spec
+    from xit_dist.console import quiet_third_party
+    from xit_dist.plan.phases import build_plan
+    from xit_dist.plan.preflight import preflight
+    from xit_dist.run.session import eval_job, phase_job
+    from xit_dist.config.spec import load_spec
     from xit_dist.tasks import get_task
 
     quiet_third_party()
@@ -92,8 +92,8 @@ def _from_cache(features) -> bool:
 
 def child_run(args) -> None:
     started = time.perf_counter()
-    from xit_dist.runner import run_experiment
-    from xit_dist.spec import load_spec
+    from xit_dist.run.session import run_experiment
+    from xit_dist.config.spec import load_spec
 
     log = open(Path(args.result).with_suffix(".log"), "a")
     summary = run_experiment(load_spec(DEMO_SPEC, args.set), out=lambda line: print(line, file=log, flush=True))
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# spec {DEMO_SPEC.relative_to(_common.REPO)} with {args.steps} steps a phase" + (", languages en de" if languages else ""))
     work = Path(args.workdir or tempfile.mkdtemp(prefix="xit-bench-cache-"))
     work.mkdir(parents=True, exist_ok=True)
-    from xit_dist.assets import resolve_data_dir, resolve_model_dir
+    from xit_dist.builtin.assets import resolve_data_dir, resolve_model_dir
 
     resolve_model_dir("builtin:xlmr-tiny"), resolve_data_dir("builtin:demo")  # generated assets: not measured
 

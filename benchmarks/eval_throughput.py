@@ -71,11 +71,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from xit_dist.data.features import evaluation_inputs
     from xit_dist.evaluate.zero_shot import predict_shard
-    from xit_dist.logs import quiet_third_party
-    from xit_dist.plan import build_plan
-    from xit_dist.preflight import preflight
-    from xit_dist.runner import eval_job
-    from xit_dist.spec import validate_tree
+    from xit_dist.console import quiet_third_party
+    from xit_dist.plan.phases import build_plan
+    from xit_dist.plan.preflight import preflight
+    from xit_dist.run.session import eval_job
+    from xit_dist.config.spec import validate_tree
     from xit_dist.tasks import get_task
     from xit_dist.tasks.formats import get_format
 

@@ -8,9 +8,9 @@ learning rates): I x T cells, each an intermediate phase then a target phase. A 
 intermediate phase does not depend on the target, so cells that share an intermediate setting
 share that phase (same content hash): a grid trains I + I x T phases, not 2 x I x T.
 
-Counted for every size: distinct phases from ``xit_dist.grid.shared_phases`` over the grid's
+Counted for every size: distinct phases from ``xit_dist.plan.grid.shared_phases`` over the grid's
 cells (each cell's plan from ``build_plan``). Measured for the smallest sizes: the grid really
-run by ``xit_dist.grid_run.run_grid`` (tiny model, 10 steps a phase, 2 workers, one phase at a
+run by ``xit_dist.run.scheduler.run_grid`` (tiny model, 10 steps a phase, 2 workers, one phase at a
 time on 2 cores) in a fresh process and output directory: wall time and the phases it trained;
 then the same grid again: what it retrained (nothing) and how long that took.
 """
@@ -66,7 +66,7 @@ def write_grid(intermediates: int, targets: int, directory: Path) -> Path:
 
 
 def count(intermediates: int, targets: int, directory: Path) -> dict:
-    from xit_dist.grid import load_grid, shared_phases
+    from xit_dist.plan.grid import load_grid, shared_phases
 
     grid = load_grid(write_grid(intermediates, targets, directory))
     distinct = shared_phases(grid.cells)
@@ -82,8 +82,8 @@ def count(intermediates: int, targets: int, directory: Path) -> dict:
 def child_run(grid_path: str, result: str) -> None:
     """One ``run_grid`` in this process (its own Ray), timed from before the grid is read."""
     started = time.perf_counter()
-    from xit_dist.grid import load_grid
-    from xit_dist.grid_run import run_grid
+    from xit_dist.plan.grid import load_grid
+    from xit_dist.run.scheduler import run_grid
 
     log = open(Path(result).with_suffix(".log"), "a")
     summary = run_grid(load_grid(grid_path), out=lambda line: print(line, file=log, flush=True))
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{cold['seconds'] / max(cold['trained'], 1):.0f}", str(warm["trained"]), str(warm["reused"]), f"{warm['seconds']:.0f}",
             ])
     print()
-    print("run for real with xit_dist.grid_run.run_grid (tiny model, 10 steps a phase; seconds from reading the grid to its end):")
+    print("run for real with xit_dist.run.scheduler.run_grid (tiny model, 10 steps a phase; seconds from reading the grid to its end):")
     print(_common.table(measured_rows, [
         "I x T", "phases counted", "cold: trained", "cold: s", "s per phase", "warm: trained", "warm: reused", "warm: s",
     ]))

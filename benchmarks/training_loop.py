@@ -133,7 +133,7 @@ def child_deepspeed_in_ray(args) -> None:
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from xit_dist.runner import start_ray
+    from xit_dist.run.session import start_ray
 
     start_ray(None)
 
@@ -162,7 +162,7 @@ def child_deepspeed_in_thread(args) -> None:
 def child_deepspeed_beside_ray(args) -> None:
     """Diagnostic: the bare loop under ``torchrun`` while an idle local Ray (started as xit-dist
     starts it) runs beside it: the cost of Ray's daemons alone."""
-    from xit_dist.runner import start_ray
+    from xit_dist.run.session import start_ray
 
     start_ray(None)
     loop_args = child_arguments("deepspeed", args.stage, args.clock, args.data, args.total_steps, args.out)
@@ -303,15 +303,15 @@ def xit_spec_tree(args) -> dict:
 
 def child_xit(args) -> None:
     """One xit-dist phase, the way ``run_experiment`` runs it: preflight, MLflow runs, Ray, ``run_phase``."""
-    from xit_dist.logs import quiet_third_party
+    from xit_dist.console import quiet_third_party
 
     quiet_third_party()
     import xit_dist.train.worker as worker_module
-    from xit_dist.plan import build_plan, phase_dir
-    from xit_dist.preflight import preflight
-    from xit_dist.runner import phase_job, start_ray
-    from xit_dist.spec import validate_tree
-    from xit_dist.tracking import Tracker
+    from xit_dist.plan.phases import build_plan, phase_dir
+    from xit_dist.plan.preflight import preflight
+    from xit_dist.run.session import phase_job, start_ray
+    from xit_dist.config.spec import validate_tree
+    from xit_dist.tracking.store import Tracker
     from xit_dist.train.phase import PhaseResources, run_phase
 
     spec = validate_tree(xit_spec_tree(args))

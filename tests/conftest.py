@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from xit_dist.toolchain import interpreter_bin_first
+from xit_dist.train.toolchain import interpreter_bin_first
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -41,7 +41,7 @@ def ray_cluster():
     """A real local Ray cluster, started once (each start costs seconds and memory)."""
     import ray
 
-    from xit_dist.runner import start_ray
+    from xit_dist.run.session import start_ray
 
     start_ray(None)
     yield ray

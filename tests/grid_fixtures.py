@@ -84,8 +84,8 @@ class FinishedGrid:
 def interrupted_then_finished(directory: Path) -> FinishedGrid:
     """The grid's first driver is killed after its first phase; the rerun (in this process, on
     the session's Ray) finishes it."""
-    from xit_dist.grid import load_grid
-    from xit_dist.grid_run import run_grid
+    from xit_dist.plan.grid import load_grid
+    from xit_dist.run.scheduler import run_grid
 
     output_dir = directory / "out"
     intermediate = {"none": [], "mnli": [LEARNING_MNLI]}

@@ -31,7 +31,7 @@ def tiny_engine(monkeypatch_module):
     """A one-process ZeRO-2 DeepSpeed engine on the built-in tiny XLM-R with an XNLI head."""
     import deepspeed
 
-    from xit_dist.assets import resolve_model_dir
+    from xit_dist.builtin.assets import resolve_model_dir
     from xit_dist.tasks import get_task
     from xit_dist.tasks.formats import get_format
     from xit_dist.train.ds_config import fill_auto, load_ds_config, resolve_ds_config
@@ -210,8 +210,8 @@ def test_best_dev_weights_are_verified_before_they_are_restored(tiny_engine, tmp
 
 
 def test_checkpoint_every_minutes_is_not_part_of_the_phase_hash(tmp_path):
-    from xit_dist.plan import build_plan
-    from xit_dist.spec import validate_tree
+    from xit_dist.plan.phases import build_plan
+    from xit_dist.config.spec import validate_tree
 
     tree = small_spec_tree(tmp_path)
     default = [phase.hash for phase in build_plan(validate_tree(tree))]
@@ -226,9 +226,9 @@ def test_damaged_newest_checkpoint_of_a_run_falls_back_to_the_previous_one(ray_c
     """A run with a time-based checkpoint every 0.06 s (at each log step, mid-epoch) whose driver
     died after training, before consolidating; then a file of its newest checkpoint is truncated.
     The rerun says so, resumes from the previous checkpoint and ends exactly where the first did."""
-    from xit_dist.plan import build_plan, phase_dir
-    from xit_dist.runner import run_experiment
-    from xit_dist.spec import validate_tree
+    from xit_dist.plan.phases import build_plan, phase_dir
+    from xit_dist.run.session import run_experiment
+    from xit_dist.config.spec import validate_tree
     from xit_dist.train.phase import DONE_FILE
 
     tree = small_spec_tree(tmp_path, intermediate=(), deepspeed="zero2", name="ckpt")

@@ -7,14 +7,14 @@ import json
 
 import pytest
 
-from xit_dist.assets import resolve_data_dir, resolve_model_dir
+from xit_dist.builtin.assets import resolve_data_dir, resolve_model_dir
 from xit_dist.cli import main
 from xit_dist.data.features import training_features
 from xit_dist.data.loading import load_source
 from xit_dist.errors import DataError
 from xit_dist.tasks import get_task
 from xit_dist.tasks.languages import benchmark_languages, language, resource_groups, task_languages
-from xit_dist.train.jobs import FormatOptions
+from xit_dist.tasks.formats.options import FormatOptions
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from xit_dist.tasks.formats.extractive_qa import (
     decode_answers,
 )
 from xit_dist.tasks.squad import squad_source
-from xit_dist.train.jobs import FormatOptions
+from xit_dist.tasks.formats.options import FormatOptions
 
 FMT = get_format("extractive_qa")
 # Small windows so that a few sentences already need several of them.
@@ -32,7 +32,7 @@ WINDOWS = FormatOptions(max_seq_length=24, doc_stride=6, max_query_length=8, n_b
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from xit_dist.assets import resolve_model_dir
+    from xit_dist.builtin.assets import resolve_model_dir
 
     return AutoTokenizer.from_pretrained(resolve_model_dir("builtin:xlmr-tiny"))
 
@@ -267,7 +267,7 @@ def test_predict_keeps_n_best_candidates_inside_each_window(tokenizer):
     import torch
     from transformers import AutoModelForQuestionAnswering
 
-    from xit_dist.assets import resolve_model_dir
+    from xit_dist.builtin.assets import resolve_model_dir
 
     torch.manual_seed(0)
     model = AutoModelForQuestionAnswering.from_pretrained(resolve_model_dir("builtin:xlmr-tiny")).eval()
@@ -287,7 +287,7 @@ def test_predict_keeps_n_best_candidates_inside_each_window(tokenizer):
 
 @pytest.fixture(scope="module")
 def demo_dir():
-    from xit_dist.assets import resolve_data_dir
+    from xit_dist.builtin.assets import resolve_data_dir
 
     return resolve_data_dir("builtin:demo")
 
@@ -326,8 +326,8 @@ def test_xquad_demo_rows_are_parallel_across_languages(demo_dir):
 def test_squad_to_xquad_trains_and_scores_every_language_on_ray_and_deepspeed(ray_cluster, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from xit_dist.runner import run_experiment
-    from xit_dist.spec import validate_tree
+    from xit_dist.run.session import run_experiment
+    from xit_dist.config.spec import validate_tree
 
     tree = small_spec_tree(tmp_path, intermediate=(), target="xquad", name="qa")
     tree["target"]["training"].update(

@@ -11,8 +11,8 @@ import pytest
 
 from tests.conftest import small_spec_tree
 from xit_dist.errors import XitError
-from xit_dist.spec import validate_tree
-from xit_dist.storage import check_shared_storage, filesystem_type
+from xit_dist.config.spec import validate_tree
+from xit_dist.run.storage import check_shared_storage, filesystem_type
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "ray_configs" / "demo.yaml"
@@ -60,7 +60,7 @@ def test_mlflow_server_that_does_not_answer(tmp_path):
 
 @pytest.mark.ray
 def test_cluster_without_the_resources_the_spec_needs(ray_cluster, tmp_path):
-    from xit_dist.runner import run_experiment
+    from xit_dist.run.session import run_experiment
 
     tree = small_spec_tree(tmp_path, intermediate=())
     tree["distributed"]["num_workers"] = 4  # the local cluster has 2 CPUs
@@ -80,7 +80,7 @@ def test_cluster_without_the_resources_the_spec_needs(ray_cluster, tmp_path):
 def test_qa_windows_without_room_for_context_are_refused_before_ray(tmp_path):
     """The tokenizer would panic inside a worker without naming a setting."""
     from xit_dist.errors import SpecError
-    from xit_dist.preflight import preflight
+    from xit_dist.plan.preflight import preflight
 
     tree = small_spec_tree(tmp_path, intermediate=(), target="xquad")  # max_seq_length 64, doc_stride 128
     with pytest.raises(SpecError, match=r"^target: training.doc_stride 128 must be smaller"):

@@ -12,7 +12,7 @@ import pytest
 from tests.grid_fixtures import TINY_TRAINING, done_phases, tiny_grid_tree, write_grid
 from xit_dist.cli import main
 from xit_dist.errors import SpecError
-from xit_dist.grid import load_grid, shared_phases
+from xit_dist.plan.grid import load_grid, shared_phases
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,7 +75,7 @@ def test_paper_table_shape_trains_27_intermediate_phases(tmp_path, capsys):
     # ...and its hash is the one a spec with any other target or evaluation would give.
     cell = next(c for c in grid.cells if c.labels["intermediate"] == "mnli-1e-05" and c.spec.seed == 2)
     other = cell.spec.model_copy(update={"target": grid.cells[-1].spec.target, "evaluation": cell.spec.evaluation.model_copy(update={"languages": ["zh"]})})
-    from xit_dist.plan import build_plan
+    from xit_dist.plan.phases import build_plan
 
     assert build_plan(other)[0].hash == cell.phases[0].hash
     # The target phase includes its upstream: same target and seed, other intermediate -> other hash.
@@ -91,7 +91,7 @@ def test_intermediate_phase_depends_on_its_own_data_only(tmp_path):
     tree = tiny_grid_tree(tmp_path / "out", name="g", intermediate=["mnli"], targets=["xnli"], seeds=[0], experiment="e")
     grid = load_grid(write_grid(tmp_path / "g.yaml", tree))
     spec = grid.cells[0].spec
-    from xit_dist.plan import build_plan
+    from xit_dist.plan.phases import build_plan
 
     mirror = tmp_path / "xnli-mirror"
     mirror.mkdir()
@@ -113,7 +113,7 @@ def test_paper_config_validates_and_shares_intermediate_phases(capsys):
 
 
 def test_submit_validates_the_whole_grid_and_submits_one_job():
-    from xit_dist.cluster import build_submission
+    from xit_dist.run.submit import build_submission
     from xit_dist.errors import XitError
 
     paper = ROOT / "ray_configs" / "paper" / "table.yaml"
@@ -194,7 +194,7 @@ def test_shared_phase_trains_once_and_phases_run_concurrently(finished_grid):
 def test_second_run_trains_nothing(finished_grid):
     from mlflow.tracking import MlflowClient
 
-    from xit_dist.grid_run import run_grid
+    from xit_dist.run.scheduler import run_grid
 
     before = done_phases(finished_grid.output_dir)
     ray_runs = sorted(p.name for p in (finished_grid.output_dir / "ray").iterdir())

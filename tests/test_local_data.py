@@ -136,7 +136,7 @@ def _snli_rows_without_gold(demo: Path) -> list[int]:
 def test_phase_record_counts_each_training_splits_dropped_rows():
     from types import SimpleNamespace
 
-    from xit_dist.assets import resolve_data_dir
+    from xit_dist.builtin.assets import resolve_data_dir
     from xit_dist.data.drops import phase_drop_record
 
     demo = resolve_data_dir("builtin:demo")
@@ -153,9 +153,9 @@ def test_phase_record_counts_each_training_splits_dropped_rows():
 def test_preflight_says_each_training_split_that_drops_rows(tmp_path, capsys):
     from tests.conftest import small_spec_tree
 
-    from xit_dist.assets import resolve_data_dir
-    from xit_dist.preflight import preflight
-    from xit_dist.spec import validate_tree
+    from xit_dist.builtin.assets import resolve_data_dir
+    from xit_dist.plan.preflight import preflight
+    from xit_dist.config.spec import validate_tree
 
     preflight(validate_tree(small_spec_tree(tmp_path, intermediate=("anli_plus",), target="xnli")))
     lines = [line for line in capsys.readouterr().out.splitlines() if "dropped" in line]

@@ -9,13 +9,13 @@ import json
 import pytest
 
 from tests.conftest import small_spec_tree
-from xit_dist.assets import resolve_data_dir, resolve_model_dir
+from xit_dist.builtin.assets import resolve_data_dir, resolve_model_dir
 from xit_dist.data.mlm import MlmOptions, corpus_rows, mlm_collator, mlm_features, resolved
 from xit_dist.data.stage import stage_data, stage_sources, training_rows
 from xit_dist.errors import DataError, SpecError
-from xit_dist.plan import build_plan
-from xit_dist.preflight import ResolvedInputs
-from xit_dist.spec import validate_tree
+from xit_dist.plan.phases import build_plan
+from xit_dist.plan.preflight import ResolvedInputs
+from xit_dist.config.spec import validate_tree
 from xit_dist.tasks import get_task
 
 

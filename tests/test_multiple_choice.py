@@ -17,7 +17,7 @@ from xit_dist.tasks.cosmosqa import cosmosqa_source
 from xit_dist.tasks.formats import get_format
 from xit_dist.tasks.hellaswag import hellaswag_source
 from xit_dist.tasks.xcopa import copa_source
-from xit_dist.train.jobs import FormatOptions
+from xit_dist.tasks.formats.options import FormatOptions
 
 FMT = get_format("multiple_choice")
 OPTIONS = FormatOptions(max_seq_length=64)
@@ -88,7 +88,7 @@ def mirror(tmp_path_factory) -> Path:
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from xit_dist.assets import resolve_model_dir
+    from xit_dist.builtin.assets import resolve_model_dir
 
     return AutoTokenizer.from_pretrained(resolve_model_dir("builtin:xlmr-tiny"))
 
@@ -251,7 +251,7 @@ def test_score_is_accuracy_over_rows_and_chance_is_one_over_choices(mirror, toke
 
 
 def test_the_model_class_scores_each_choice_once(tokenizer, mirror):
-    from xit_dist.assets import resolve_model_dir
+    from xit_dist.builtin.assets import resolve_model_dir
 
     task, _, features = featurized("commonsenseqa", commonsenseqa_source("validation"), mirror, tokenizer)
     model = FMT.model_class().from_pretrained(resolve_model_dir("builtin:xlmr-tiny"), **FMT.label_config(task))
@@ -264,8 +264,8 @@ def test_the_model_class_scores_each_choice_once(tokenizer, mirror):
 
 
 def test_demo_xcopa_is_parallel_across_languages_and_balanced():
-    from xit_dist.data.demo_formats import multiple_choice as demo
-    from xit_dist.data.synthetic import DemoWorld
+    from xit_dist.builtin.demo_formats import multiple_choice as demo
+    from xit_dist.builtin.demo_data import DemoWorld
 
     files = demo.files(DemoWorld.build(0))
     copa_test = files["aps/super_glue/copa/test.jsonl"]
@@ -290,8 +290,8 @@ def test_hellaswag_then_xcopa_on_ray_and_deepspeed(ray_cluster, tmp_path):
     from mlflow.tracking import MlflowClient
 
     from tests.conftest import small_spec_tree
-    from xit_dist.runner import run_experiment
-    from xit_dist.spec import validate_tree
+    from xit_dist.run.session import run_experiment
+    from xit_dist.config.spec import validate_tree
 
     tree = small_spec_tree(tmp_path, intermediate=("hellaswag",), target="xcopa", name="mc")
     tree["intermediate"][0]["training"].update(max_steps=30, log_every_n_steps=10)

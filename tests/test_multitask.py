@@ -13,8 +13,8 @@ import torch
 
 from tests.conftest import small_spec_tree
 from xit_dist.errors import SpecError
-from xit_dist.plan import build_plan
-from xit_dist.spec import validate_tree
+from xit_dist.plan.phases import build_plan
+from xit_dist.config.spec import validate_tree
 from xit_dist.train.multitask import (
     TASK_INDEX,
     MemberData,
@@ -140,7 +140,7 @@ def test_each_member_reshuffles_per_epoch():
 
 @pytest.fixture(scope="module")
 def tiny_dir():
-    from xit_dist.assets import resolve_model_dir
+    from xit_dist.builtin.assets import resolve_model_dir
 
     return resolve_model_dir("builtin:xlmr-tiny")
 
@@ -204,7 +204,7 @@ def mixture_run(ray_cluster, tmp_path_factory):
     """mnli + pawsx + MLM on the demo corpus (weight 0.2; 600 rows of each), 20 steps under
     ZeRO-3 on 2 workers, then 10 XNLI steps, evaluated on 2 languages with and without a
     word-order shuffle."""
-    from xit_dist.runner import run_experiment
+    from xit_dist.run.session import run_experiment
 
     out = tmp_path_factory.mktemp("mixture")
     tree = small_spec_tree(out, name="mixture", deepspeed="zero3")  # the harder case: every head's partitions under one engine

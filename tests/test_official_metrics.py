@@ -25,7 +25,7 @@ from xit_dist.evaluate.results import TaskResults
 from xit_dist.tasks.formats import get_format
 from xit_dist.tasks.formats.extractive_qa import WindowTopK
 from xit_dist.tasks.retrieval_rows import prefix_friendly_order, row
-from xit_dist.train.jobs import FormatOptions
+from xit_dist.tasks.formats.options import FormatOptions
 
 approx = pytest.approx
 RETRIEVAL = get_format("retrieval")

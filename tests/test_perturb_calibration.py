@@ -17,7 +17,7 @@ from xit_dist.errors import SpecError
 from xit_dist.evaluate.calibration import BinStats, bin_index, brier_score, expected_calibration_error, qa_confidences
 from xit_dist.evaluate.results import TaskResults
 from xit_dist.evaluate.robustness import robustness_metrics
-from xit_dist.spec import validate_tree
+from xit_dist.config.spec import validate_tree
 from xit_dist.tasks.base import DataSource, Task
 from xit_dist.tasks.squad import SQUAD_SCHEMA, QAColumns
 
@@ -224,7 +224,8 @@ def test_robustness_metric_keys_by_hand(tmp_path):
 
 def test_evaluation_key_is_unchanged_without_perturbations_and_changes_with_them():
     from xit_dist.evaluate.zero_shot import evaluation_key
-    from xit_dist.train.jobs import EvalJob, FormatOptions
+    from xit_dist.evaluate.job import EvalJob
+    from xit_dist.tasks.formats.options import FormatOptions
 
     base = dict(phase_id="p", task="xnli", model_dir=None, data_dir=None, data_revision=None, split="test", languages=["en"],
                 batch_size=8, options=FormatOptions(), max_examples_per_language=None, bf16=False, cpus_per_worker=1)
@@ -238,7 +239,8 @@ def test_evaluation_key_is_unchanged_without_perturbations_and_changes_with_them
 def test_evaluation_key_changes_when_a_metric_definition_changes(monkeypatch):
     """A cached evaluation scored by an old definition of a metric is not reused."""
     from xit_dist.evaluate import zero_shot
-    from xit_dist.train.jobs import EvalJob, FormatOptions
+    from xit_dist.evaluate.job import EvalJob
+    from xit_dist.tasks.formats.options import FormatOptions
 
     job = EvalJob(phase_id="p", task="xnli", model_dir=None, data_dir=None, data_revision=None, split="test", languages=["en"],
                   batch_size=8, options=FormatOptions(), max_examples_per_language=None, bf16=False, cpus_per_worker=1)
@@ -281,12 +283,13 @@ def test_qa_evaluation_with_calibration_and_perturbations_on_the_demo(tmp_path):
     import torch
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-    from xit_dist.assets import resolve_data_dir, resolve_model_dir
+    from xit_dist.builtin.assets import resolve_data_dir, resolve_model_dir
     from xit_dist.data.features import evaluation_inputs
     from xit_dist.evaluate.robustness import robustness_part
     from xit_dist.evaluate.zero_shot import evaluate_languages
     from xit_dist.tasks import get_task
-    from xit_dist.train.jobs import EvalJob, FormatOptions
+    from xit_dist.evaluate.job import EvalJob
+    from xit_dist.tasks.formats.options import FormatOptions
 
     model_dir, data_dir = resolve_model_dir("builtin:xlmr-tiny"), resolve_data_dir("builtin:demo")
     torch.manual_seed(0)

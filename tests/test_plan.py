@@ -8,7 +8,7 @@ import json
 import pytest
 
 from xit_dist.cli import main
-from xit_dist.estimate import GIB, activation_bytes, estimate, model_size, parse_memory
+from xit_dist.plan.estimate import GIB, activation_bytes, estimate, model_size, parse_memory
 from xit_dist.errors import XitError
 
 # XLM-R Large's published config (FacebookAI/xlm-roberta-large config.json).

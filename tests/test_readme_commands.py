@@ -23,7 +23,7 @@ import yaml
 
 from xit_dist.cli import main
 from xit_dist.errors import SpecError, XitError
-from xit_dist.spec_paths import resolve_spec_paths
+from xit_dist.config.paths import resolve_spec_paths
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
@@ -294,7 +294,7 @@ def test_a_search_specs_base_paths_are_fixed_where_tune_starts(clone, monkeypatc
 
 
 def test_a_grid_cells_paths_are_absolute(clone, monkeypatch):
-    from xit_dist.grid import load_grid
+    from xit_dist.plan.grid import load_grid
 
     monkeypatch.chdir(clone)
     grid = load_grid("ray_configs/studies/data_size.yaml")  # output_dir: xit_runs/studies
@@ -304,7 +304,7 @@ def test_a_grid_cells_paths_are_absolute(clone, monkeypatch):
 def test_submit_keeps_paths_for_the_job_and_refuses_stores_that_would_vanish(monkeypatch):
     """A job resolves its paths where it runs (the shipped repository); a relative output_dir or
     sqlite store would be written into its temporary working directory."""
-    from xit_dist.cluster import build_submission
+    from xit_dist.run.submit import build_submission
 
     monkeypatch.chdir(REPO)
     entrypoint, _ = build_submission("ray_configs/demo.yaml", ["output_dir=/shared/runs"])

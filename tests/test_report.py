@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from xit_dist.cli import main
-from xit_dist.report import report_section, write_report
+from xit_dist.report.tables import report_section, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -112,7 +112,7 @@ def test_partial_grid_report_marks_missing_seeds_and_pairs_seeds(running_grid):
 def test_study_sections_run_for_their_study_only(running_grid):
     uri, _, tmp_path = running_grid
     from mlflow.tracking import MlflowClient
-    from xit_dist.report import SECTIONS, Section
+    from xit_dist.report.tables import SECTIONS, Section
 
     seen = []
 

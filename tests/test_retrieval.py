@@ -18,7 +18,7 @@ from xit_dist.data.loading import load_source  # noqa: I001
 from xit_dist.errors import DataError, SpecError
 from xit_dist.tasks.formats import get_format
 from xit_dist.tasks.formats.retrieval import hidden_layer, margin_candidates, pool
-from xit_dist.train.jobs import FormatOptions
+from xit_dist.tasks.formats.options import FormatOptions
 
 RETRIEVAL = get_format("retrieval")
 
@@ -181,7 +181,7 @@ def _write(path: Path, lines: list[str]) -> None:
 def test_tatoeba_hub_rows_become_one_feature_per_sentence(tmp_path):
     from transformers import AutoTokenizer
 
-    from xit_dist.assets import resolve_model_dir
+    from xit_dist.builtin.assets import resolve_model_dir
 
     rows = [{"source_sentence": f"pilot buys {n} apples.\n", "target_sentence": f"pilot buys {n} apples.\n",
              "source_lang": "deu", "target_lang": "eng"} for n in range(2, 5)]
@@ -291,9 +291,9 @@ def _retrieval_tree(out, target: str, languages: list[str], intermediate=()) -> 
 
 
 def test_a_retrieval_target_has_no_phase_and_forbids_training_settings(tmp_path):
-    from xit_dist.plan import build_plan, encoder_evaluation, phase_dir
-    from xit_dist.runner import PreparedRun
-    from xit_dist.spec import validate_tree
+    from xit_dist.plan.phases import build_plan, encoder_evaluation, phase_dir
+    from xit_dist.run.session import PreparedRun
+    from xit_dist.config.spec import validate_tree
 
     spec = validate_tree(_retrieval_tree(tmp_path, "bucc", ["de"], intermediate=("mnli",)))
     phases = build_plan(spec)
@@ -304,7 +304,7 @@ def test_a_retrieval_target_has_no_phase_and_forbids_training_settings(tmp_path)
     # what gets evaluated: the intermediate phase's saved encoder
     run = PreparedRun(spec, tmp_path, tmp_path, None, phases, "")
     assert run.init_dir(evaluation) == str(phase_dir(spec, phases[0]) / "encoder")
-    from xit_dist.plan_view import render_plan
+    from xit_dist.plan.view import render_plan
 
     shown = render_plan(spec)
     assert f"target bucc: no training phase; evaluated straight from the encoder of phase 1 ({phases[0].id})" in shown
@@ -322,8 +322,8 @@ def test_a_retrieval_target_has_no_phase_and_forbids_training_settings(tmp_path)
 
 
 def _run(tree):
-    from xit_dist.runner import run_experiment
-    from xit_dist.spec import validate_tree
+    from xit_dist.run.session import run_experiment
+    from xit_dist.config.spec import validate_tree
 
     return run_experiment(validate_tree(tree))
 
@@ -338,7 +338,7 @@ def _child_runs(summary):
 
 @pytest.mark.ray
 def test_tatoeba_from_the_base_model_in_a_ray_run(ray_cluster, tmp_path):
-    from xit_dist.assets import resolve_model_dir
+    from xit_dist.builtin.assets import resolve_model_dir
 
     summary = _run(_retrieval_tree(tmp_path, "tatoeba", ["de", "zh"]))
     assert summary.phases == []  # no training phase at all
@@ -363,11 +363,11 @@ def test_bucc_from_a_reused_intermediate_encoder_in_a_ray_run(ray_cluster, tmp_p
     encoder, which is what the evaluation worker group loads."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    from xit_dist.assets import resolve_data_dir, resolve_model_dir
+    from xit_dist.builtin.assets import resolve_data_dir, resolve_model_dir
     from xit_dist.evaluate.zero_shot import evaluate_languages
-    from xit_dist.plan import build_plan, phase_dir
-    from xit_dist.spec import validate_tree
-    from xit_dist.train.jobs import EvalJob
+    from xit_dist.plan.phases import build_plan, phase_dir
+    from xit_dist.config.spec import validate_tree
+    from xit_dist.evaluate.job import EvalJob
 
     tree = _retrieval_tree(tmp_path, "bucc", ["de", "zh"], intermediate=("mnli",))
     spec = validate_tree(tree)

@@ -12,7 +12,7 @@ import yaml
 
 from xit_dist.cli import main
 from xit_dist.errors import SpecError
-from xit_dist.spec import apply_override, load_spec
+from xit_dist.config.spec import apply_override, load_spec
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "ray_configs" / "demo.yaml"
@@ -222,7 +222,7 @@ def test_max_seq_length_of_a_local_bert_directory_has_no_offset(tmp_path, capsys
 
 
 def test_a_grid_cell_beyond_the_models_positions_is_refused(tmp_path):
-    from xit_dist.grid import load_grid
+    from xit_dist.plan.grid import load_grid
 
     grid = tmp_path / "grid.yaml"
     grid.write_text(f"# grid\nbase: {DEMO}\naxes: {{target.training.max_seq_length: [128, 300]}}\n")

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from xit_dist.grid import Grid, load_grid
-from xit_dist.plan import phase_dir
+from xit_dist.plan.grid import Grid, load_grid
+from xit_dist.plan.phases import phase_dir
 
 pytestmark = pytest.mark.ray
 
@@ -67,8 +67,8 @@ class StudyRun:
 
 @pytest.fixture(scope="module")
 def studies(ray_cluster, tmp_path_factory) -> dict[str, StudyRun]:
-    from xit_dist.grid_run import run_grid
-    from xit_dist.report import write_report
+    from xit_dist.run.scheduler import run_grid
+    from xit_dist.report.tables import write_report
 
     directory = tmp_path_factory.mktemp("studies")
     output_dir = directory / "out"
@@ -160,7 +160,7 @@ def test_adversarial_augmentation_is_its_own_phase_with_the_same_rows(studies):
 
 def test_multilingual_stage_reads_every_language_and_mixes_in_mlm(studies):
     run = studies["multilingual"]
-    from xit_dist.data.synthetic import PAWSX_SIZES, PAWSX_TRANSLATED_TRAIN_ROWS
+    from xit_dist.builtin.demo_data import PAWSX_SIZES, PAWSX_TRANSLATED_TRAIN_ROWS
 
     translated = record(run.grid, "pawsx-translate-train")
     # the English train split plus the demo's translate-train rows of de, es, fr, ja, zh

@@ -1,12 +1,12 @@
-"""The studies' report sections (xit_dist/report_studies.py) on hand-made grid cells: the
+"""The studies' report sections (xit_dist/report/studies.py) on hand-made grid cells: the
 numbers in their tables by hand, and PNGs that open. No Ray, no MLflow store."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from xit_dist.report import CellResult, GridReport
-from xit_dist.report_studies import calibration_table, drop_by_resource_group, scaling_curve
+from xit_dist.report.tables import CellResult, GridReport
+from xit_dist.report.studies import calibration_table, drop_by_resource_group, scaling_curve
 
 
 class _Client:

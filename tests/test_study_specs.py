@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from xit_dist.grid import load_grid, shared_phases
+from xit_dist.plan.grid import load_grid, shared_phases
 
 STUDIES = Path(__file__).resolve().parents[1] / "ray_configs" / "studies"
 NAMES = ("multilingual", "data_size", "adversarial", "calibration", "task_count")

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 
 from tests.conftest import small_spec_tree
-from xit_dist.assets import resolve_data_dir, resolve_model_dir
+from xit_dist.builtin.assets import resolve_data_dir, resolve_model_dir
 from xit_dist.data.loading import load_source
 from xit_dist.data.stage import training_rows
 from xit_dist.data.subsample import SubsampleOptions, stratified_choice, subsample_sources
 from xit_dist.errors import DataError, SpecError
-from xit_dist.plan import build_plan
-from xit_dist.spec import validate_tree
+from xit_dist.plan.phases import build_plan
+from xit_dist.config.spec import validate_tree
 from xit_dist.tasks import get_task
-from xit_dist.train.jobs import StageData
+from xit_dist.data.stage_data import StageData
 
 
 def write_mnli(root, labels: list[int]) -> None:
@@ -113,7 +113,7 @@ def test_training_features_of_a_subsampled_stage_hold_exactly_n_examples():
     from transformers import AutoTokenizer
 
     from xit_dist.data.features import training_features
-    from xit_dist.train.jobs import FormatOptions
+    from xit_dist.tasks.formats.options import FormatOptions
 
     demo = resolve_data_dir("builtin:demo")
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir("builtin:xlmr-tiny"))
@@ -154,7 +154,7 @@ def test_bad_subsample_options_are_one_line_errors(tmp_path):
 
 
 def test_a_subsample_larger_than_the_task_fails_in_preflight_before_ray(tmp_path):
-    from xit_dist.preflight import preflight
+    from xit_dist.plan.preflight import preflight
 
     tree = small_spec_tree(tmp_path)
     tree["intermediate"][0]["subsample"] = {"size": 100000}

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from xit_dist.data.synthetic import DEMO_LANGUAGES, demo_corpus, write_demo_benchmark
-from xit_dist.publish import publish_once
-from xit_dist.model_assets import TINY_CONFIGS, build_builtin_model
+from xit_dist.builtin.demo_data import DEMO_LANGUAGES, demo_corpus, write_demo_benchmark
+from xit_dist.builtin.publish import publish_once
+from xit_dist.builtin.models import TINY_CONFIGS, build_builtin_model
 
 NLI_LABEL_NAMES = {"entailment", "neutral", "contradiction"}
 
@@ -69,7 +69,7 @@ def tiny_model(tmp_path_factory) -> Path:
 
 def test_benchmark_has_the_expected_files_and_row_counts(benchmark):
     files = {str(path.relative_to(benchmark)): path for path in benchmark.rglob("*.jsonl")}
-    assert set(EXPECTED_ROWS) <= set(files)  # the format modules add theirs (xit_dist/data/demo_formats)
+    assert set(EXPECTED_ROWS) <= set(files)  # the format modules add theirs (xit_dist/builtin/demo_formats)
     for relative_path, expected in EXPECTED_ROWS.items():
         assert len(read_rows(files[relative_path])) == expected, relative_path
     manifest = json.loads((benchmark / "MANIFEST.json").read_text(encoding="utf-8"))

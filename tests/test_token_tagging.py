@@ -17,7 +17,7 @@ from xit_dist.tasks.ccg import CCG_NUM_TAGS
 from xit_dist.tasks.formats import get_format
 from xit_dist.tasks.formats.token_tagging import IGNORED, SENTENCE_COLUMN, word_windows
 from xit_dist.tasks.udpos import UDPOS_CONFIG_LANGUAGE, UPOS_TAGS
-from xit_dist.train.jobs import FormatOptions
+from xit_dist.tasks.formats.options import FormatOptions
 
 FMT = get_format("token_tagging")
 UDPOS = get_task("udpos")
@@ -243,14 +243,14 @@ def test_ccg_without_files_says_it_is_licensed_and_where_to_put_them(tmp_path):
 
 @pytest.fixture(scope="module")
 def demo_dir():
-    from xit_dist.assets import resolve_data_dir
+    from xit_dist.builtin.assets import resolve_data_dir
 
     return resolve_data_dir("builtin:demo")
 
 
 @pytest.mark.parametrize("task_name", ["udpos", "panx", "ccg"])
 def test_demo_data_loads_in_the_hub_schema_without_problems(task_name, demo_dir):
-    from xit_dist.data.demo_formats.token_tagging import DEMO_LANGUAGES, SIZES
+    from xit_dist.builtin.demo_formats.token_tagging import DEMO_LANGUAGES, SIZES
 
     task = get_task(task_name)
     sources = [task.train_sources[0]] + [task.eval_source(split, lang) for split in ("validation", "test") for lang in DEMO_LANGUAGES[task_name]]
@@ -272,8 +272,8 @@ def test_ccg_then_udpos_on_ray_and_deepspeed(ray_cluster, tmp_path):
     from mlflow.tracking import MlflowClient
 
     from tests.conftest import small_spec_tree
-    from xit_dist.runner import run_experiment
-    from xit_dist.spec import validate_tree
+    from xit_dist.run.session import run_experiment
+    from xit_dist.config.spec import validate_tree
 
     tree = small_spec_tree(tmp_path, intermediate=("ccg",), target="udpos", name="tagging")
     tree["intermediate"][0]["training"].update(max_steps=10, log_every_n_steps=5)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from xit_dist.tracking import Tracker
+from xit_dist.tracking.store import Tracker
 from xit_dist.tune.trial import TRIAL_TAG, trial_run_name
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -142,7 +142,7 @@ def test_ui_refuses_a_missing_store_in_one_line(tmp_path):
 
 
 def test_ui_finds_the_store_of_an_experiment_or_a_search_spec(tmp_path, monkeypatch):
-    from xit_dist.ui import store_for
+    from xit_dist.report.ui import store_for
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 

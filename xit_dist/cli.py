@@ -78,8 +78,8 @@ def _address_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_validate(args) -> int:
-    from xit_dist.grid import is_grid_file, load_grid
-    from xit_dist.spec import dump_spec, load_spec
+    from xit_dist.plan.grid import is_grid_file, load_grid
+    from xit_dist.config.spec import dump_spec, load_spec
 
     if is_grid_file(args.spec):
         grid = load_grid(args.spec, args.overrides)
@@ -91,62 +91,62 @@ def cmd_validate(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from xit_dist.grid import is_grid_file, load_grid
-    from xit_dist.spec import load_spec
+    from xit_dist.plan.grid import is_grid_file, load_grid
+    from xit_dist.config.spec import load_spec
 
     if is_grid_file(args.spec):
         grid = load_grid(args.spec, args.overrides)
-        from xit_dist.grid_run import run_grid
+        from xit_dist.run.scheduler import run_grid
 
         run_grid(grid, args.max_concurrent_phases)
         return 0
     if args.max_concurrent_phases is not None:
         raise XitError("--max-concurrent-phases: only for a grid (a single spec runs its phases in order)")
     spec = load_spec(args.spec, args.overrides)
-    from xit_dist.runner import run_experiment
+    from xit_dist.run.session import run_experiment
 
     run_experiment(spec)
     return 0
 
 
 def cmd_plan(args) -> int:
-    from xit_dist.estimate import parse_memory
-    from xit_dist.spec import load_spec
+    from xit_dist.plan.estimate import parse_memory
+    from xit_dist.config.spec import load_spec
 
     gpu_memory = parse_memory(args.gpu_memory) if args.gpu_memory else None
-    from xit_dist.grid import is_grid_file, load_grid
+    from xit_dist.plan.grid import is_grid_file, load_grid
 
     grid = load_grid(args.spec, args.overrides) if is_grid_file(args.spec) else None
     spec = None if grid else load_spec(args.spec, args.overrides)
-    from xit_dist.logs import quiet_third_party
+    from xit_dist.console import quiet_third_party
 
     quiet_third_party()
-    from xit_dist.plan_view import render_grid_plan, render_plan
+    from xit_dist.plan.view import render_grid_plan, render_plan
 
     print(render_grid_plan(grid, gpu_memory) if grid else render_plan(spec, gpu_memory))
     return 0
 
 
 def cmd_submit(args) -> int:
-    from xit_dist.cluster import submit
+    from xit_dist.run.submit import submit
 
     return submit(args.spec, args.overrides, args.address, args.wait)
 
 
 def cmd_jobs(args) -> int:
-    from xit_dist.cluster import list_jobs
+    from xit_dist.run.submit import list_jobs
 
     return list_jobs(args.address)
 
 
 def cmd_logs(args) -> int:
-    from xit_dist.cluster import job_logs
+    from xit_dist.run.submit import job_logs
 
     return job_logs(args.job, args.address, args.follow)
 
 
 def cmd_stop(args) -> int:
-    from xit_dist.cluster import stop_job
+    from xit_dist.run.submit import stop_job
 
     return stop_job(args.job, args.address)
 
@@ -163,7 +163,7 @@ def cmd_tune(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    from xit_dist.ui import serve, store_for
+    from xit_dist.report.ui import serve, store_for
 
     uri, artifacts = store_for(args.spec, args.overrides, args.store)
     return serve(uri, args.port, artifacts)
@@ -171,7 +171,7 @@ def cmd_ui(args) -> int:
 
 def cmd_data(args) -> int:
     from xit_dist.data.inspect import inspect_task
-    from xit_dist.logs import quiet_third_party
+    from xit_dist.console import quiet_third_party
 
     quiet_third_party()
     print(inspect_task(args.task, args.split, args.languages, args.data_files, args.model, args.max_seq_length))
@@ -186,8 +186,8 @@ def cmd_languages(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from xit_dist.logs import quiet_third_party
-    from xit_dist.report import write_report
+    from xit_dist.console import quiet_third_party
+    from xit_dist.report.tables import write_report
 
     quiet_third_party()
     write_report(args.experiment, args.tracking_uri, args.grid, args.out)

@@ -7,7 +7,7 @@ from pathlib import Path
 from xit_dist.data.loading import load_source
 from xit_dist.tasks.base import DataSource, Task
 from xit_dist.tasks.formats import get_format
-from xit_dist.train.jobs import FormatOptions
+from xit_dist.tasks.formats.options import FormatOptions
 
 
 def load_rows(source: DataSource, data_dir: str | Path | None, revision: str | None = None, limit: int | None = None):

@@ -16,7 +16,7 @@ from xit_dist.errors import DataError, SpecError
 from xit_dist.tasks import get_task
 from xit_dist.tasks.base import DataSource, Task
 from xit_dist.tasks.formats import get_format
-from xit_dist.train.jobs import FormatOptions
+from xit_dist.tasks.formats.options import FormatOptions
 
 PERCENTILES = (50, 90, 95, 99, 100)
 
@@ -97,7 +97,7 @@ def inspect_task(
 ) -> str:
     from transformers import AutoTokenizer
 
-    from xit_dist.assets import resolve_data_dir, resolve_model_dir
+    from xit_dist.builtin.assets import resolve_data_dir, resolve_model_dir
 
     task = get_task(task_name)
     unknown = [lang for lang in languages or [] if lang not in task.languages and lang not in (task.languages_xtreme_r or ())]

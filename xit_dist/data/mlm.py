@@ -66,9 +66,9 @@ class MlmOptions(BaseModel):
 
 def demo_corpus_file() -> Path:
     """The demo's multilingual corpus as a text file in the asset cache (built once)."""
-    from xit_dist.assets import cache_root
-    from xit_dist.data.synthetic import demo_corpus, generator_version
-    from xit_dist.publish import publish_once
+    from xit_dist.builtin.assets import cache_root
+    from xit_dist.builtin.demo_data import demo_corpus, generator_version
+    from xit_dist.builtin.publish import publish_once
 
     root = cache_root() / "data" / "demo-mlm"
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from xit_dist.train.jobs import LanguageData, StageData
+from xit_dist.data.stage_data import LanguageData, StageData
 
 SOURCE_LANGUAGE = "en"
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from xit_dist.evaluate.metrics import SCORING_VERSION, metric_library_versions
-from xit_dist.train.jobs import EvalJob
+from xit_dist.evaluate.job import EvalJob
 
 RESULTS_FILE = "results.json"
 
@@ -166,7 +166,7 @@ def evaluate_worker(config: dict[str, Any]) -> None:
     import ray.train
     from transformers import AutoTokenizer
 
-    from xit_dist.logs import quiet_third_party
+    from xit_dist.console import quiet_third_party
     from xit_dist.tasks import get_task
     from xit_dist.tasks.formats import get_format
     from xit_dist.train.worker import configure_threads

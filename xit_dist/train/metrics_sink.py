@@ -149,7 +149,7 @@ class MetricsSink:
     def _send_forever(self, tracking_uri: str) -> None:
         from mlflow.tracking import MlflowClient
 
-        from xit_dist.tracking import store_errors_unlogged
+        from xit_dist.tracking.store import store_errors_unlogged
 
         logged = LoggedSteps(MlflowClient(tracking_uri), self.run_id)
         failures = 0
@@ -186,7 +186,7 @@ class MetricsSink:
 
 def _check_answers(tracking_uri: str) -> None:
     """A server that is down fails here in seconds, instead of in MLflow's minutes of retries."""
-    from xit_dist.tracking import check_server_answers
+    from xit_dist.tracking.store import check_server_answers
 
     check_server_answers(tracking_uri, timeout=2.0)
 

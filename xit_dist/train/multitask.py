@@ -36,7 +36,8 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from xit_dist.train.jobs import PhaseJob, StageData
+from xit_dist.data.stage_data import StageData
+from xit_dist.train.job import PhaseJob
 
 TASK_INDEX = "task_index"  # batch key naming the member; MultiTaskModel.forward routes on it
 

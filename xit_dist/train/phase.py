@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xit_dist.logs import say
-from xit_dist.train.jobs import PhaseJob
+from xit_dist.console import say
+from xit_dist.train.job import PhaseJob
 from xit_dist.train.phase_lock import phase_lock
 
 DONE_FILE = "phase.json"

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from xit_dist.train.checkpoint_manifest import find_damage, write_manifest
-from xit_dist.train.jobs import EvalJob, PhaseJob
+from xit_dist.evaluate.job import EvalJob
+from xit_dist.train.job import PhaseJob
 
 SOURCE_LANGUAGE = "en"
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from xit_dist.train.jobs import PhaseJob
+from xit_dist.train.job import PhaseJob
 from xit_dist.train.metrics_sink import LOSS_WINDOW, MetricsSink, loss_window_record, restored_loss_window
 
 CHECKPOINT_TAG = "ds"           # DeepSpeed's tag: files live in <checkpoint>/ds/
@@ -229,8 +229,8 @@ def resume_from_checkpoint(engine, rank: int, directory: str | None) -> tuple[di
 
 def train_phase_worker(config: dict[str, Any]) -> None:
     """Entry point of every worker (``TorchTrainer(train_loop_per_worker=...)``)."""
-    from xit_dist.logs import quiet_third_party
-    from xit_dist.toolchain import interpreter_bin_first
+    from xit_dist.console import quiet_third_party
+    from xit_dist.train.toolchain import interpreter_bin_first
 
     quiet_third_party()  # before deepspeed is imported
     interpreter_bin_first()  # the ninja DeepSpeed builds its ops with

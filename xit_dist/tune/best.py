@@ -8,7 +8,7 @@ parent run. An experiment spec's intermediate stage takes it with
 ``training_from: tune:<name>`` (or a path to such a file): its values become the stage's
 training, and whatever the stage sets under ``training`` overrides them.
 
-This module reads plain YAML only (no spec imports): ``xit_dist.spec`` calls it while validating.
+This module reads plain YAML only (no spec imports): ``xit_dist.config.spec`` calls it while validating.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def read_best(reference: str, output_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         hint = " (run `xit-dist tune` on that search first)" if reference.startswith(TUNE_PREFIX) else ""
         raise SpecError(f"{reference}: no best configuration at {path}{hint}")
-    from xit_dist.spec import read_spec_text
+    from xit_dist.config.spec import read_spec_text
 
     try:
         document = yaml.safe_load(read_spec_text(path, f"{reference}: {path}"))

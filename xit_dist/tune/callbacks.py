@@ -19,7 +19,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from xit_dist.logs import say
+from xit_dist.console import say
 from xit_dist.tune.optuna_search import FINISHED_KEY, STEP_KEY, TRIAL_NUMBER, VALUES
 
 STATE_TAG = "xit.trial_state"
@@ -52,7 +52,7 @@ class TrialRecorder(Callback):
         self._record(trial, error=True)
 
     def _record(self, trial, error: bool) -> None:
-        from xit_dist.tracking import Tracker
+        from xit_dist.tracking.store import Tracker
         from xit_dist.tune.trial import TRIAL_TAG, trial_run_name
 
         number = trial.config[TRIAL_NUMBER]

@@ -121,11 +121,11 @@ def spec_document(search: SearchSpec, command: str) -> str:
 def run_search(search: SearchSpec, resume: bool, command: str, out: Callable[[str], None] | None = None) -> SearchSummary:
     from ray import tune
 
-    from xit_dist.logs import quiet_third_party, say
-    from xit_dist.preflight import preflight
-    from xit_dist.runner import check_cluster_resources, start_ray
-    from xit_dist.storage import check_shared_storage, cluster_hosts
-    from xit_dist.tracking import Tracker, flatten, resolve_tracking_uri
+    from xit_dist.console import quiet_third_party, say
+    from xit_dist.plan.preflight import preflight
+    from xit_dist.run.session import check_cluster_resources, start_ray
+    from xit_dist.run.storage import check_shared_storage, cluster_hosts
+    from xit_dist.tracking.store import Tracker, flatten, resolve_tracking_uri
     from xit_dist.tune.callbacks import TrialRecorder
     from xit_dist.tune.trial import TrialContext, run_trial
 

@@ -24,7 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from xit_dist.errors import SpecError
-from xit_dist.spec import ExperimentSpec, TrainingConfig, apply_override, format_validation_error, read_yaml_mapping, resolve_paths
+from xit_dist.config.spec import ExperimentSpec, TrainingConfig, apply_override, format_validation_error, read_yaml_mapping, resolve_paths
 from xit_dist.tasks import get_task
 
 # Fields a search must not vary: they change how a trial is observed (and so the objective

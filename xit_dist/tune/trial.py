@@ -25,7 +25,7 @@ from xit_dist.errors import XitError
 from xit_dist.tune.optuna_search import FINISHED_KEY, STEP_KEY, TRIAL_NUMBER, VALUES, decided_trial
 
 if TYPE_CHECKING:
-    from xit_dist.preflight import ResolvedInputs
+    from xit_dist.plan.preflight import ResolvedInputs
     from xit_dist.tune.search_spec import SearchSpec
 
 TRIAL_TAG = "xit.trial_number"   # identifies a trial's MLflow child run under the search's parent run
@@ -75,10 +75,10 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     import ray.tune
     from optuna.trial import TrialState
 
-    from xit_dist.logs import quiet_third_party
-    from xit_dist.plan import build_plan, phase_dir
-    from xit_dist.runner import evaluate_target, phase_job
-    from xit_dist.tracking import Tracker, flatten
+    from xit_dist.console import quiet_third_party
+    from xit_dist.plan.phases import build_plan, phase_dir
+    from xit_dist.run.session import evaluate_target, phase_job
+    from xit_dist.tracking.store import Tracker, flatten
     from xit_dist.train.phase import PhaseResources, run_phase
 
     quiet_third_party()

@@ -15,7 +15,7 @@ from collections import Counter
 from typing import Any, Iterable
 
 from xit_dist.tasks.base import DataSource, Task
-from xit_dist.train.jobs import FormatOptions
+from xit_dist.tasks.formats.options import FormatOptions
 
 
 class TaskFormat:

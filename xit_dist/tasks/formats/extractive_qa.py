@@ -37,7 +37,7 @@ from xit_dist.data.tokenizer_identity import tokenizer_identity
 from xit_dist.errors import SpecError
 from xit_dist.tasks.base import DataSource, Task
 from xit_dist.tasks.formats.base import TaskFormat
-from xit_dist.train.jobs import FormatOptions
+from xit_dist.tasks.formats.options import FormatOptions
 
 FEATURIZE_VERSION = "1"
 CLS_INDEX = 0                # XLM-R's <s>: the label of "no answer in this window"

@@ -20,7 +20,7 @@ from xit_dist.tasks.base import DataSource, Task
 from xit_dist.tasks.choice_columns import ChoiceColumns
 from xit_dist.tasks.formats.base import TaskFormat
 from xit_dist.tasks.formats.pair_classification import INVALID_LABEL, _has_label
-from xit_dist.train.jobs import FormatOptions
+from xit_dist.tasks.formats.options import FormatOptions
 
 FEATURIZE_VERSION = "1"
 MISSING_LABELS = (None, "", -1)  # the hubs' "no gold label" (hidden test sets)

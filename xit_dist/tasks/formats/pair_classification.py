@@ -10,7 +10,7 @@ from xit_dist.data.loading import derived_fingerprint
 from xit_dist.data.tokenizer_identity import tokenizer_identity
 from xit_dist.tasks.base import DataSource, Task
 from xit_dist.tasks.formats.base import TaskFormat
-from xit_dist.train.jobs import FormatOptions
+from xit_dist.tasks.formats.options import FormatOptions
 
 FEATURIZE_VERSION = "2"
 INVALID_LABEL = -1

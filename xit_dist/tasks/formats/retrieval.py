@@ -56,7 +56,7 @@ from xit_dist.errors import DataError, SpecError, XitError
 from xit_dist.tasks.base import DataSource, Task
 from xit_dist.tasks.formats.base import TaskFormat
 from xit_dist.tasks.retrieval_rows import SOURCE, TARGET
-from xit_dist.train.jobs import FormatOptions
+from xit_dist.tasks.formats.options import FormatOptions
 
 FEATURIZE_VERSION = "2"  # 2: sentences are stripped before tokenising
 XTREME_LAYER, XTREME_DEPTH = 14, 24

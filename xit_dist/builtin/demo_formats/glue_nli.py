@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from xit_dist.data.synthetic import (
+from xit_dist.builtin.demo_data import (
     NLI_LABELS,
     DemoWorld,
     _concepts,

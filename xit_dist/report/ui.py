@@ -31,8 +31,8 @@ STARTUP_TIMEOUT_S = 120
 
 def store_for(spec_path: str | None, overrides: list[str], store: str | None) -> tuple[str, Path | None]:
     """(tracking URI, artifact directory) of an experiment or search spec, or of the default layout."""
-    from xit_dist.spec import load_spec
-    from xit_dist.tracking import resolve_tracking_uri
+    from xit_dist.config.spec import load_spec
+    from xit_dist.tracking.store import resolve_tracking_uri
 
     if store:
         uri = store if "://" in store else f"sqlite:///{Path(store).expanduser().resolve()}"

@@ -15,15 +15,17 @@ from typing import Callable
 
 from xit_dist.data.stage import stage_data
 from xit_dist.evaluate.results import TaskResults
-from xit_dist.logs import say
-from xit_dist.plan import EncoderEvaluation, Phase, build_plan, encoder_evaluation, phase_dir, phases_root
-from xit_dist.preflight import ResolvedInputs, preflight
-from xit_dist.spec import ExperimentSpec, dump_spec
-from xit_dist.storage import check_shared_storage, cluster_hosts
+from xit_dist.console import say
+from xit_dist.plan.phases import EncoderEvaluation, Phase, build_plan, encoder_evaluation, phase_dir, phases_root
+from xit_dist.plan.preflight import ResolvedInputs, preflight
+from xit_dist.config.spec import ExperimentSpec, dump_spec
+from xit_dist.run.storage import check_shared_storage, cluster_hosts
 from xit_dist.tasks import get_task
-from xit_dist.tracking import Tracker, flatten, resolve_tracking_uri
+from xit_dist.tracking.store import Tracker, flatten, resolve_tracking_uri
 from xit_dist.train.ds_config import load_ds_config, resolve_ds_config
-from xit_dist.train.jobs import EvalJob, FormatOptions, PhaseJob
+from xit_dist.evaluate.job import EvalJob
+from xit_dist.tasks.formats.options import FormatOptions
+from xit_dist.train.job import PhaseJob
 from xit_dist.train.phase import DONE_FILE, PhaseOutcome, PhaseResources, output_subdir, run_phase
 
 
@@ -51,7 +53,7 @@ def start_ray(address: str | None) -> None:
 
     if ray.is_initialized():
         return
-    from xit_dist.logs import WORKER_ENV
+    from xit_dist.console import WORKER_ENV
 
     # address None: always a new local instance ("local"), never a `ray start` cluster that
     # happens to run on this machine; name one ("auto", "host:port") to use a cluster.
@@ -344,7 +346,7 @@ def train_phase(run: PreparedRun, phase: Phase, job: PhaseJob) -> PhaseOutcome:
             raise
         import shutil
 
-        from xit_dist.estimate import format_bytes
+        from xit_dist.plan.estimate import format_bytes
 
         where = full.filename or f"{run.storage}/{phase.id} (its checkpoints)"
         free = format_bytes(shutil.disk_usage(run.output_dir).free)
@@ -379,7 +381,7 @@ def end_open_runs(tracker: Tracker, run_ids: list[str], status: str = "FAILED") 
     """End the runs still RUNNING with ``status``. Never raises: this runs while another error
     (or Ctrl-C) is on its way to the user, and must not take its place. When the store cannot be
     written (it may sit on the disk that just filled up), one line says so."""
-    from xit_dist.tracking import store_errors_unlogged
+    from xit_dist.tracking.store import store_errors_unlogged
 
     def end_them() -> None:
         with store_errors_unlogged():
@@ -433,8 +435,8 @@ def off_main_thread(work: Callable[[], object], name: str = "xit-run"):
 
 def warn_if_disk_short(spec: ExperimentSpec, phases: list[Phase], output_dir: Path, out: Callable[[str], None]) -> None:
     """One warning line when output_dir has less free space than the phases still to train write."""
-    from xit_dist.disk_space import checkpoint_bytes, phase_bytes, shortage_warning
-    from xit_dist.plan_view import base_model_size
+    from xit_dist.plan.disk_space import checkpoint_bytes, phase_bytes, shortage_warning
+    from xit_dist.plan.view import base_model_size
     from xit_dist.train.phase import completed_record
 
     to_train = [p for p in phases if completed_record(phase_dir(spec, p)) is None]
@@ -455,7 +457,7 @@ def check_cluster(run: PreparedRun) -> None:
 
 
 def run_experiment(spec: ExperimentSpec, out: Callable[[str], None] = say) -> RunSummary:
-    from xit_dist.logs import quiet_third_party
+    from xit_dist.console import quiet_third_party
 
     quiet_third_party()
     run = prepare_run(spec, out)

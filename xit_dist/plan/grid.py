@@ -38,8 +38,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from xit_dist.errors import SpecError
-from xit_dist.plan import Phase, build_plan
-from xit_dist.spec import (
+from xit_dist.plan.phases import Phase, build_plan
+from xit_dist.config.spec import (
     HERE, ExperimentSpec, apply_override, format_validation_error, read_yaml_mapping, set_field, validate_tree,
 )
 
@@ -261,7 +261,7 @@ def _stage_list(value: Any, where: str) -> list:
 
 def _trains(task: Any) -> bool:
     """Whether the target has a training phase; unknown names count as training (validation names them)."""
-    from xit_dist.spec import target_trains
+    from xit_dist.config.spec import target_trains
 
     try:
         return target_trains(task)

@@ -1,4 +1,4 @@
-"""Report sections of the studies (``study:`` in a grid file; ``xit_dist.report`` runs them):
+"""Report sections of the studies (``study:`` in a grid file; ``xit_dist.report.tables`` runs them):
 
 - ``data_size``: the score-vs-size curve per target (one line per intermediate task, the
   no-intermediate score as a dashed line); N is each cell's parent-run param
@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import statistics
 
-from xit_dist.report import GridReport, Section, _pyplot, report_section
+from xit_dist.report.tables import GridReport, Section, _pyplot, report_section
 
 FULL = "full"
 SIZE_PARAM = "intermediate.0.subsample.size"

@@ -3,7 +3,7 @@
 ``build_builtin_model`` writes a directory laid out like a hub XLM-R checkpoint (tokenizer files,
 ``config.json``, ``model.safetensors``) that ``AutoTokenizer``/``AutoConfig``/``AutoModelFor*``
 load with ``from_pretrained``. The tokenizer is a SentencePiece-style Unigram model trained on
-``xit_dist.data.synthetic.demo_corpus``; the weights are randomly initialised (no pretraining), so
+``xit_dist.builtin.demo_data.demo_corpus``; the weights are randomly initialised (no pretraining), so
 any cross-lingual transfer it shows comes only from surface forms the languages share.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from xit_dist.data.synthetic import demo_corpus, generator_version
-from xit_dist.publish import publish_once
+from xit_dist.builtin.demo_data import demo_corpus, generator_version
+from xit_dist.builtin.publish import publish_once
 
 ASSETS_VERSION = "2"  # bump whenever the built files change: cached builds are keyed on it
 MARKER_NAME = "xit_builtin_model.json"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from xit_dist.estimate import format_bytes
+from xit_dist.plan.estimate import format_bytes
 
 CHECKPOINTS_AT_ONCE = 3
 OPTIMIZER_BYTES = 12     # fp32 master partition + Adam's exp_avg and exp_avg_sq

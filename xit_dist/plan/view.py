@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from xit_dist.estimate import ModelSize, estimate, format_bytes, model_size
-from xit_dist.plan import EncoderEvaluation, Phase, build_plan, encoder_evaluation, phase_dir
-from xit_dist.spec import ExperimentSpec
+from xit_dist.plan.estimate import ModelSize, estimate, format_bytes, model_size
+from xit_dist.plan.phases import EncoderEvaluation, Phase, build_plan, encoder_evaluation, phase_dir
+from xit_dist.config.spec import ExperimentSpec
 from xit_dist.train.ds_config import load_ds_config, resolve_ds_config
 from xit_dist.train.phase import DONE_FILE
 
@@ -24,12 +24,12 @@ def phase_status(spec: ExperimentSpec, phase: Phase) -> str:
 def base_model_size(spec: ExperimentSpec, task_name: str) -> ModelSize:
     from transformers import AutoConfig
 
-    from xit_dist.assets import resolve_model_dir
+    from xit_dist.builtin.assets import resolve_model_dir
     from xit_dist.errors import ModelError
     from xit_dist.tasks import get_task
     from xit_dist.tasks.formats import get_format
 
-    from xit_dist.model_config import shipped_config_dir
+    from xit_dist.plan.model_config import shipped_config_dir
 
     # a hub model the paper uses: its shipped config.json, so the plan needs no hub access
     name = shipped_config_dir(spec.model.name_or_path) or resolve_model_dir(spec.model.name_or_path)
@@ -102,7 +102,7 @@ def render_plan(spec: ExperimentSpec, gpu_memory: int | None = None) -> str:
 def describe_encoder_evaluation(spec: ExperimentSpec, evaluation: EncoderEvaluation, size: ModelSize) -> list[str]:
     """A target without a training phase (retrieval): which encoder it reads and how."""
     from xit_dist.tasks.formats.retrieval import hidden_layer
-    from xit_dist.train.jobs import FormatOptions
+    from xit_dist.tasks.formats.options import FormatOptions
 
     options = FormatOptions(retrieval_layer=spec.evaluation.retrieval_layer, pooling=spec.evaluation.pooling)
     return [
@@ -128,7 +128,7 @@ def render_grid_plan(grid, gpu_memory: int | None = None) -> str:
     from collections import Counter
 
     from xit_dist.errors import ModelError
-    from xit_dist.grid import shared_phases
+    from xit_dist.plan.grid import shared_phases
 
     phases = sorted(shared_phases(grid.cells), key=lambda sp: (sp.phase.kind != "intermediate", sp.phase.index))
     sizes: dict[tuple, ModelSize | str] = {}

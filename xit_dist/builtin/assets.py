@@ -17,7 +17,7 @@ def resolve_model_dir(name_or_path: str) -> str:
     """A hub id or a directory, as transformers' ``from_pretrained`` takes it."""
     if not name_or_path.startswith(BUILTIN):
         return str(Path(name_or_path).expanduser()) if name_or_path.startswith((".", "/", "~")) else name_or_path
-    from xit_dist.model_assets import build_builtin_model
+    from xit_dist.builtin.models import build_builtin_model
 
     name = name_or_path[len(BUILTIN):]
     return str(build_builtin_model(name, cache_root() / "models" / name))
@@ -28,7 +28,7 @@ def resolve_data_dir(local_dir: str | None) -> Path | None:
     if local_dir is None:
         return None
     if local_dir == "builtin:demo":
-        from xit_dist.data.synthetic import write_demo_benchmark
+        from xit_dist.builtin.demo_data import write_demo_benchmark
 
         return write_demo_benchmark(cache_root() / "data" / "demo")
     return Path(local_dir).expanduser().resolve()

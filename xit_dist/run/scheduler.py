@@ -27,11 +27,11 @@ from typing import Any, Callable
 
 from xit_dist.errors import XitError
 from xit_dist.evaluate.results import TaskResults
-from xit_dist.grid import Cell, Grid, SharedPhase, shared_phases
-from xit_dist.logs import say
-from xit_dist.plan import encoder_evaluation, phase_dir
-from xit_dist.preflight import ResolvedInputs, preflight
-from xit_dist.runner import (
+from xit_dist.plan.grid import Cell, Grid, SharedPhase, shared_phases
+from xit_dist.console import say
+from xit_dist.plan.phases import encoder_evaluation, phase_dir
+from xit_dist.plan.preflight import ResolvedInputs, preflight
+from xit_dist.run.session import (
     PreparedRun,
     check_cluster_resources,
     evaluate_encoder,
@@ -49,8 +49,8 @@ from xit_dist.runner import (
     train_phase,
     warn_if_disk_short,
 )
-from xit_dist.spec import ExperimentSpec
-from xit_dist.storage import check_shared_storage, cluster_hosts
+from xit_dist.config.spec import ExperimentSpec
+from xit_dist.run.storage import check_shared_storage, cluster_hosts
 from xit_dist.train.phase import PhaseOutcome, completed_record, output_subdir
 
 TRAINED_IN_TAG = "xit.trained_in"
@@ -188,7 +188,7 @@ class _Threads:
 
 
 def run_grid(grid: Grid, max_concurrent: int | None = None, out: Callable[[str], None] = say) -> GridSummary:
-    from xit_dist.logs import quiet_third_party
+    from xit_dist.console import quiet_third_party
 
     if max_concurrent is not None and max_concurrent < 1:
         raise XitError(f"--max-concurrent-phases: must be at least 1 (got {max_concurrent})")

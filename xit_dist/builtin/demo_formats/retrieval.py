@@ -1,4 +1,4 @@
-"""Demo data for the retrieval tasks, from the synthetic world of ``xit_dist.data.synthetic``:
+"""Demo data for the retrieval tasks, from the synthetic world of ``xit_dist.builtin.demo_data``:
 Tatoeba in the hub schema (``google/xtreme`` ``tatoeba.<iso3>``), and BUCC 2018, LAReQA
 (XQuAD-R) and Mewsli-X in their release layouts (their hub copies are unusable, see the task
 modules), under the demo root:
@@ -37,9 +37,9 @@ from __future__ import annotations
 import json
 import random
 
-from xit_dist.data.demo_formats.extractive_qa import _items as _qa_items
-from xit_dist.data.demo_formats.extractive_qa import _qa_renderers
-from xit_dist.data.synthetic import DemoWorld, _FactSampler, _Renderer
+from xit_dist.builtin.demo_formats.extractive_qa import _items as _qa_items
+from xit_dist.builtin.demo_formats.extractive_qa import _qa_renderers
+from xit_dist.builtin.demo_data import DemoWorld, _FactSampler, _Renderer
 
 VERSION = "1"
 DEMO_LANGUAGES: dict[str, tuple[str, ...]] = {
@@ -147,7 +147,7 @@ def _sentences_with_spans(sentences: list[str]) -> tuple[str, list[dict]]:
 
 
 def _mewslix_files(world: DemoWorld) -> dict[str, list]:
-    from xit_dist.data.synthetic import _concepts
+    from xit_dist.builtin.demo_data import _concepts
 
     rng = world.rng("retrieval/mewslix")
     pool = [(a, p) for a in _concepts("adjective") for p in _concepts("place")]

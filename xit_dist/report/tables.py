@@ -36,7 +36,7 @@ from typing import Callable
 
 from xit_dist.errors import XitError
 from xit_dist.evaluate.metrics import benchmark_score, task_score
-from xit_dist.grid import AXIS_TAG_PREFIX, CELL_TAG, CELLS_TAG, GRID_TAG, INDEX_TAG, NO_INTERMEDIATE, SEED_TAG, STUDY_TAG, is_grid_file
+from xit_dist.plan.grid import AXIS_TAG_PREFIX, CELL_TAG, CELLS_TAG, GRID_TAG, INDEX_TAG, NO_INTERMEDIATE, SEED_TAG, STUDY_TAG, is_grid_file
 
 REPORT_TAG = "xit.report_for"
 BENCHMARKS = ("xtreme", "xtreme-r")
@@ -496,12 +496,12 @@ def benchmark_plot(report: GridReport, rows_out) -> Path:
 def resolve_source(experiment_or_grid: str, tracking_uri: str | None, grid: str | None) -> tuple[str, str, str | None]:
     """(tracking URI, experiment, grid filter) from a grid file or an experiment name."""
     if Path(experiment_or_grid).is_file():
-        from xit_dist.spec import read_yaml_mapping
+        from xit_dist.config.spec import read_yaml_mapping
 
         read_yaml_mapping(experiment_or_grid)  # a file that cannot be read is one line naming it, not an experiment name
     if is_grid_file(experiment_or_grid):
-        from xit_dist.grid import load_grid
-        from xit_dist.tracking import resolve_tracking_uri
+        from xit_dist.plan.grid import load_grid
+        from xit_dist.tracking.store import resolve_tracking_uri
 
         loaded = load_grid(experiment_or_grid)
         spec = loaded.cells[0].spec
@@ -607,4 +607,4 @@ def write_report(experiment_or_grid: str, tracking_uri: str | None = None, grid:
 
 
 # The studies' sections (data size, calibration, multilingual) register on import.
-from xit_dist import report_studies  # noqa: E402,F401
+from xit_dist.report import studies  # noqa: E402,F401

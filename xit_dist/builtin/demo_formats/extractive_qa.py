@@ -1,7 +1,7 @@
 """Demo data for extractive QA: SQuAD v1.1 and v2.0 (``rajpurkar/squad``, ``rajpurkar/squad_v2``)
 in English, XQuAD (``google/xtreme`` ``XQuAD.<lang>``: en de es ru zh), MLQA (``MLQA.<l>.<l>``:
 en de es zh) and TyDiQA-GoldP (``tydiqa``, ids ``english-...``, ``russian-...``,
-``swahili-...``), in the hub schemas, from the synthetic world of ``xit_dist.data.synthetic``.
+``swahili-...``), in the hub schemas, from the synthetic world of ``xit_dist.builtin.demo_data``.
 
 What the data is: a context of 1-3 clauses (one sentence each, no negation; half the contexts
 have one), every clause with its own subject, verb, object and place, so each question has one
@@ -36,7 +36,7 @@ import dataclasses
 import hashlib
 import random
 
-from xit_dist.data.synthetic import DemoWorld, _Clause, _FactSampler, _Renderer, _with_antonyms
+from xit_dist.builtin.demo_data import DemoWorld, _Clause, _FactSampler, _Renderer, _with_antonyms
 
 VERSION = "1"
 DEMO_LANGUAGES: dict[str, tuple[str, ...]] = {
@@ -113,7 +113,7 @@ def _qa_item(rng: random.Random, answerable: bool) -> _QaItem:
     elif trap == "absent_object":
         question = dataclasses.replace(question, object=sampler.value("object", used))
     else:
-        from xit_dist.data.synthetic import _antonym
+        from xit_dist.builtin.demo_data import _antonym
 
         question = dataclasses.replace(question, verb=_antonym(question.verb))
     return _QaItem(clauses, question, kind, None)

@@ -45,7 +45,7 @@ import random
 import unicodedata
 from pathlib import Path
 
-from xit_dist.publish import publish_once
+from xit_dist.builtin.publish import publish_once
 
 GENERATOR_VERSION = "3"  # bump whenever the output changes: cached builds are keyed on generator_version()
 
@@ -618,7 +618,7 @@ def _write_jsonl(path: Path, rows: list[dict | str]) -> None:
 @dataclasses.dataclass(frozen=True)
 class DemoWorld:
     """What the demo data of every task format shares: the seed and one renderer per demo
-    language over the same concept lexicon (``xit_dist.data.demo_formats`` builds on it)."""
+    language over the same concept lexicon (``xit_dist.builtin.demo_formats`` builds on it)."""
 
     seed: int
     renderers: dict[str, _Renderer]
@@ -634,7 +634,7 @@ class DemoWorld:
 
 
 def _build_benchmark(directory: Path, seed: int) -> dict:
-    from xit_dist.data.demo_formats import demo_builders
+    from xit_dist.builtin.demo_formats import demo_builders
 
     world = DemoWorld.build(seed)
     renderers = world.renderers
@@ -661,7 +661,7 @@ def _build_benchmark(directory: Path, seed: int) -> dict:
 
 def generator_version() -> str:
     """This module's version plus every format builder's: cached builds are keyed on it."""
-    from xit_dist.data.demo_formats import demo_builders
+    from xit_dist.builtin.demo_formats import demo_builders
 
     return "+".join([GENERATOR_VERSION, *(f"{b.__name__.rsplit('.', 1)[-1]}{b.VERSION}" for b in demo_builders())])
 
@@ -672,7 +672,7 @@ def write_demo_benchmark(root: Path, *, seed: int = 0) -> Path:
     Idempotent and atomic (see ``publish_once``): a finished build for the same generator version
     and seed is reused as is, so repeated or concurrent calls are cheap and safe.
     """
-    identity = {"generator": "xit_dist.data.synthetic", "generator_version": generator_version(), "seed": seed}
+    identity = {"generator": "xit_dist.builtin.demo_data", "generator_version": generator_version(), "seed": seed}
     return publish_once(
         Path(root), marker=MANIFEST_NAME, identity=identity, build=lambda directory: _build_benchmark(directory, seed)
     )
@@ -712,7 +712,7 @@ def demo_corpus(seed: int = 0) -> list[str]:
             for start in range(0, len(words), 8):
                 sentences.append(unicodedata.normalize("NFKC", ", ".join(words[start : start + 8]) + "."))
         corpus.extend(sentences)
-    from xit_dist.data.demo_formats import demo_builders
+    from xit_dist.builtin.demo_formats import demo_builders
 
     world = DemoWorld.build(seed)
     for builder in demo_builders():

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from xit_dist.errors import XitError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 
 # Uploaded with every job: the repository minus what is large, local or secret-prone.
@@ -108,8 +108,8 @@ def _spec_argument(spec_path: Path) -> tuple[str, str, dict[str, str]]:
 
 def build_submission(spec_path: str, overrides: list[str]) -> tuple[str, dict]:
     """The entrypoint and runtime_env of the job (after validating the spec here)."""
-    from xit_dist.grid import is_grid_file, load_grid
-    from xit_dist.spec import load_spec
+    from xit_dist.plan.grid import is_grid_file, load_grid
+    from xit_dist.config.spec import load_spec
 
     job_overrides = [*overrides, "distributed.address=auto"]
     # Paths stay as written: the job's `run` resolves them where it starts, in its working
@@ -130,7 +130,7 @@ def build_submission(spec_path: str, overrides: list[str]) -> tuple[str, dict]:
 def check_results_outlive_the_job(spec) -> None:
     """A relative output_dir (or a relative sqlite store) would resolve inside the job's
     temporary working directory on the cluster, deleted after the job."""
-    from xit_dist.spec_paths import absolute_store
+    from xit_dist.config.paths import absolute_store
 
     if not Path(spec.output_dir).expanduser().is_absolute():
         raise XitError(

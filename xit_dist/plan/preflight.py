@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xit_dist.assets import resolve_data_dir, resolve_model_dir
+from xit_dist.builtin.assets import resolve_data_dir, resolve_model_dir
 from xit_dist.data.drops import stage_drop_lines
 from xit_dist.data.loading import load_source
 from xit_dist.data.stage import check_subsample_fits, stage_sources
 from xit_dist.errors import ModelError, SpecError, XitError
-from xit_dist.logs import say
-from xit_dist.spec import ExperimentSpec
+from xit_dist.console import say
+from xit_dist.config.spec import ExperimentSpec
 from xit_dist.tasks import get_task
 
 
@@ -48,7 +48,7 @@ def check_format_options(spec: ExperimentSpec, model_dir: str) -> None:
     from transformers import AutoTokenizer
 
     from xit_dist.tasks.formats import get_format
-    from xit_dist.train.jobs import FormatOptions
+    from xit_dist.tasks.formats.options import FormatOptions
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir, revision=spec.model.revision)
     stages = [(f"intermediate.{i}", stage) for i, stage in enumerate(spec.intermediate)] + [("target", spec.target)]

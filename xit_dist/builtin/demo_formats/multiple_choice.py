@@ -2,7 +2,7 @@
 CommonsenseQA (`tau/commonsense_qa`), Cosmos QA (`allenai/cosmos_qa`), COPA
 (`aps/super_glue`, config `copa`) and XCOPA (`cambridgeltl/xcopa`).
 
-What the data is, over the synthetic world's facts (``xit_dist.data.synthetic``):
+What the data is, over the synthetic world's facts (``xit_dist.builtin.demo_data``):
 
 - HellaSwag and Cosmos QA: a context states a fact (sometimes next to an unrelated one); the
   right choice restates part of it or generalises it ("someone buys apples"), the distractors
@@ -48,7 +48,7 @@ from __future__ import annotations
 import dataclasses
 import random
 
-from xit_dist.data.synthetic import (
+from xit_dist.builtin.demo_data import (
     DemoWorld,
     _antonym,
     _Clause,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from xit_dist.spec import ExperimentSpec, StageSpec, TrainingConfig, target_trains
+from xit_dist.config.spec import ExperimentSpec, StageSpec, TrainingConfig, target_trains
 from xit_dist.train.ds_config import load_ds_config, resolve_ds_config
 
 # Settings that change how a phase is observed, not what it produces.

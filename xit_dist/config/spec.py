@@ -215,7 +215,7 @@ class ModelSpec(_Strict):
     @field_validator("name_or_path")
     @classmethod
     def _resolvable(cls, value: str) -> str:
-        from xit_dist.model_assets import TINY_CONFIGS
+        from xit_dist.builtin.models import TINY_CONFIGS
 
         if value.startswith(BUILTIN_PREFIX):
             name = value[len(BUILTIN_PREFIX):]
@@ -301,7 +301,7 @@ class ExperimentSpec(_Strict):
     @field_validator("output_dir")
     @classmethod
     def _a_path_not_a_uri(cls, value: str) -> str:
-        from xit_dist.spec_paths import is_uri
+        from xit_dist.config.paths import is_uri
 
         if is_uri(value):
             scheme = value.split("://", 1)[0]
@@ -349,7 +349,7 @@ class ExperimentSpec(_Strict):
         """Each trained phase's max_seq_length within the model's positions, read from its config
         without weights (a hub model whose config is not shipped is not checked here). A target
         evaluated from the encoder (retrieval) is cut to the tokenizer's limit by design."""
-        from xit_dist.model_config import model_length_limit
+        from xit_dist.plan.model_config import model_length_limit
 
         limit = model_length_limit(self.model.name_or_path)
         if limit is None:
@@ -438,8 +438,8 @@ def load_spec(path: str | Path, overrides: list[str] | None = None, relative_to:
 
 
 def resolve_paths(tree: dict, relative_to: Path | None = HERE) -> dict:
-    """The tree with every path of the spec absolute (``xit_dist.spec_paths``); as it is for ``None``."""
-    from xit_dist.spec_paths import resolve_spec_paths
+    """The tree with every path of the spec absolute (``xit_dist.config.paths``); as it is for ``None``."""
+    from xit_dist.config.paths import resolve_spec_paths
 
     if relative_to is None:
         return tree

@@ -1,7 +1,7 @@
 """A model's ``config.json`` without its weights, and the longest input it takes.
 
 Read for a built-in tiny model (its defining numbers), a local checkpoint directory, or a hub
-model whose config ships with xit-dist (``builtin_configs/<hub id>/config.json``: the models the
+model whose config ships with xit-dist (``builtin/configs/<hub id>/config.json``: the models the
 paper uses), so that ``validate`` can check lengths and ``plan`` can estimate memory offline.
 Any other hub id gives None: nothing is downloaded here. Imports neither torch nor transformers.
 """
@@ -12,9 +12,9 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from xit_dist.assets import BUILTIN
+from xit_dist.builtin.assets import BUILTIN
 
-SHIPPED_DIR = Path(__file__).with_name("builtin_configs")
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "builtin" / "configs"
 # hub id -> its shipped directory; the legacy ids without the organisation are the same models
 SHIPPED = {
     "FacebookAI/xlm-roberta-large": "FacebookAI/xlm-roberta-large",
@@ -45,7 +45,7 @@ def read_model_config(name_or_path: str) -> dict | None:
     """The model's config as a dict, or None when it is not known without the hub (or a local
     directory has no readable config.json: loading the model reports that)."""
     if name_or_path.startswith(BUILTIN):
-        from xit_dist.model_assets import builtin_config
+        from xit_dist.builtin.models import builtin_config
 
         return builtin_config(name_or_path[len(BUILTIN):])
     if is_local(name_or_path):

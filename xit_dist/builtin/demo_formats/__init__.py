@@ -1,4 +1,4 @@
-"""Demo data for the task formats beyond NLI and PAWS-X (``xit_dist.data.synthetic`` holds the
+"""Demo data for the task formats beyond NLI and PAWS-X (``xit_dist.builtin.demo_data`` holds the
 shared synthetic world and those two). One module per format; each module provides:
 
 - ``VERSION``: a string, bumped whenever its output changes (cached builds are keyed on it);
