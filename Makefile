@@ -1,5 +1,6 @@
 # make demo   -> creates .venv, installs torch (CPU build) then xit-dist, runs ray_configs/demo.yaml
-# make test   -> same install, then the whole test suite (what CI runs through .ci/run)
+# make test   -> same install, then ruff, lint-imports (the layers of DESIGN.md) and the whole test suite
+#               (what CI runs through .ci/run)
 # GPU users: install your CUDA build of torch into .venv first, then `make install TORCH_SPEC=`
 #            (an empty TORCH_SPEC keeps the torch already in the venv).
 
@@ -25,6 +26,8 @@ demo: install
 	$(VENV)/bin/xit-dist run ray_configs/demo.yaml
 
 test: install
+	$(VENV)/bin/ruff check xit_dist tests benchmarks
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
 
 clean:

@@ -53,9 +53,9 @@ def child_featurize(args) -> None:
     from xit_dist.console import quiet_third_party
     from xit_dist.plan.phases import build_plan
     from xit_dist.plan.preflight import preflight
-    from xit_dist.run.session import eval_job, phase_job
-    from xit_dist.config.spec import load_spec
-    from xit_dist.tasks import get_task
+    from xit_dist.run.jobs import eval_job, phase_job
+    from xit_dist.config.load import load_spec
+    from xit_dist.tasks.registry import get_task
 
     quiet_third_party()
     spec = load_spec(DEMO_SPEC, args.set)
@@ -92,8 +92,8 @@ def _from_cache(features) -> bool:
 
 def child_run(args) -> None:
     started = time.perf_counter()
-    from xit_dist.run.session import run_experiment
-    from xit_dist.config.spec import load_spec
+    from xit_dist.run.scheduler import run_experiment
+    from xit_dist.config.load import load_spec
 
     log = open(Path(args.result).with_suffix(".log"), "a")
     summary = run_experiment(load_spec(DEMO_SPEC, args.set), out=lambda line: print(line, file=log, flush=True))

@@ -74,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     from xit_dist.console import quiet_third_party
     from xit_dist.plan.phases import build_plan
     from xit_dist.plan.preflight import preflight
-    from xit_dist.run.session import eval_job
-    from xit_dist.config.spec import validate_tree
-    from xit_dist.tasks import get_task
+    from xit_dist.run.jobs import eval_job
+    from xit_dist.config.load import validate_tree
+    from xit_dist.tasks.registry import get_task
     from xit_dist.tasks.formats import get_format
 
     quiet_third_party()

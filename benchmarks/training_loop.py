@@ -97,7 +97,7 @@ def deepspeed_loop(args, rank: int) -> None:
     import deepspeed
     import torch
 
-    from xit_dist.train.ds_config import fill_auto, load_ds_config, resolve_ds_config
+    from xit_dist.config.ds_config import fill_auto, load_ds_config
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -105,7 +105,7 @@ def deepspeed_loop(args, rank: int) -> None:
     loader = tensor_loader(Path(args.data), rank)
     model = build_model()
     config = fill_auto(
-        load_ds_config(resolve_ds_config(f"zero{args.stage}")), micro_batch_size=MICRO_BATCH, gradient_accumulation_steps=1,
+        load_ds_config(f"zero{args.stage}"), micro_batch_size=MICRO_BATCH, gradient_accumulation_steps=1,
         world_size=WORKERS, learning_rate=LEARNING_RATE, weight_decay=WEIGHT_DECAY, adam_epsilon=1e-8, max_grad_norm=1.0,
         bf16=False, hidden_size=model.config.hidden_size,
     )
@@ -133,7 +133,7 @@ def child_deepspeed_in_ray(args) -> None:
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from xit_dist.run.session import start_ray
+    from xit_dist.run.ray_cluster import start_ray
 
     start_ray(None)
 
@@ -162,7 +162,7 @@ def child_deepspeed_in_thread(args) -> None:
 def child_deepspeed_beside_ray(args) -> None:
     """Diagnostic: the bare loop under ``torchrun`` while an idle local Ray (started as xit-dist
     starts it) runs beside it: the cost of Ray's daemons alone."""
-    from xit_dist.run.session import start_ray
+    from xit_dist.run.ray_cluster import start_ray
 
     start_ray(None)
     loop_args = child_arguments("deepspeed", args.stage, args.clock, args.data, args.total_steps, args.out)
@@ -214,12 +214,12 @@ def child_hf_trainer(args) -> None:
     import torch
     from transformers import Trainer, TrainerCallback, TrainingArguments, default_data_collator
 
-    from xit_dist.train.ds_config import load_ds_config, resolve_ds_config
+    from xit_dist.config.ds_config import load_ds_config
 
     rank = int(os.environ["RANK"])
     torch.set_num_threads(1)
     clock = _common.StepClock(args.clock, rank)
-    config = load_ds_config(resolve_ds_config(f"zero{args.stage}"))
+    config = load_ds_config(f"zero{args.stage}")
     zero = config.get("zero_optimization", {})
     if zero.get("allgather_bucket_size") == "auto":  # an "auto" of ours the Trainer does not know: xit-dist's value
         from transformers import AutoConfig
@@ -307,10 +307,12 @@ def child_xit(args) -> None:
 
     quiet_third_party()
     import xit_dist.train.worker as worker_module
-    from xit_dist.plan.phases import build_plan, phase_dir
+    from xit_dist.config.layout import phase_dir
+    from xit_dist.plan.phases import build_plan
     from xit_dist.plan.preflight import preflight
-    from xit_dist.run.session import phase_job, start_ray
-    from xit_dist.config.spec import validate_tree
+    from xit_dist.run.jobs import phase_job
+    from xit_dist.run.ray_cluster import start_ray
+    from xit_dist.config.load import validate_tree
     from xit_dist.tracking.store import Tracker
     from xit_dist.train.phase import PhaseResources, run_phase
 

@@ -146,13 +146,14 @@ def measure_stage(stage: int, rank: int, world_size: int, bf16: bool = False) ->
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from xit_dist.train.ds_config import fill_auto, load_ds_config, resolve_ds_config
-    from xit_dist.train.worker import build_optimizer
+    from xit_dist.config.ds_config import fill_auto, load_ds_config
+    from xit_dist.config.spec import TrainingConfig
+    from xit_dist.train.engine import build_optimizer
 
     model_dir = _common.small_model_dir()
     hidden = AutoConfig.from_pretrained(model_dir).hidden_size
     config = fill_auto(
-        load_ds_config(resolve_ds_config(f"zero{stage}")), micro_batch_size=2, gradient_accumulation_steps=1,
+        load_ds_config(f"zero{stage}"), micro_batch_size=2, gradient_accumulation_steps=1,
         world_size=world_size, learning_rate=TRAINING["learning_rate"], weight_decay=TRAINING["weight_decay"],
         adam_epsilon=TRAINING["adam_epsilon"], max_grad_norm=TRAINING["max_grad_norm"], bf16=bf16, hidden_size=hidden,
     )
@@ -164,7 +165,7 @@ def measure_stage(stage: int, rank: int, world_size: int, bf16: bool = False) ->
         keep_alive = HfDeepSpeedConfig(config)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=3)
     total_params = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
-    optimizer, scheduler = build_optimizer(model, TRAINING, total_steps=10)
+    optimizer, scheduler = build_optimizer(model, TrainingConfig(**TRAINING), total_steps=10)
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=config)
     # Gradients are counted when backward has returned (what a rank holds until its step) and
     # also just before DeepSpeed's end-of-backward reduction, where the gradients still waiting
@@ -173,7 +174,7 @@ def measure_stage(stage: int, rank: int, world_size: int, bf16: bool = False) ->
     reduce = engine.allreduce_gradients
 
     def counted_reduce(*args, **kwargs):
-        before_reduction.append(count_gradients(engine))
+        before_reduction.append(count_gradients(engine))  # noqa: F821 (the engine is deleted after the loop, not before)
         return reduce(*args, **kwargs)
 
     engine.allreduce_gradients = counted_reduce

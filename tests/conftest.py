@@ -41,7 +41,7 @@ def ray_cluster():
     """A real local Ray cluster, started once (each start costs seconds and memory)."""
     import ray
 
-    from xit_dist.run.session import start_ray
+    from xit_dist.run.ray_cluster import start_ray
 
     start_ray(None)
     yield ray

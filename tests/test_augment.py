@@ -20,10 +20,10 @@ from xit_dist.data.augment import (
     distractor_sentence,
     misspell,
 )
-from xit_dist.data.loading import hub_features
+from xit_dist.data.hub_schema import hub_features
 from xit_dist.errors import SpecError
 from xit_dist.plan.phases import build_plan
-from xit_dist.config.spec import validate_tree
+from xit_dist.config.load import validate_tree
 from xit_dist.tasks.base import DataSource, PairColumns
 from xit_dist.tasks.mnli import MNLI_COLUMNS, MNLI_SCHEMA
 from xit_dist.tasks.squad import SQUAD_SCHEMA, QAColumns

@@ -32,9 +32,9 @@ def tiny_engine(monkeypatch_module):
     import deepspeed
 
     from xit_dist.builtin.assets import resolve_model_dir
-    from xit_dist.tasks import get_task
+    from xit_dist.tasks.registry import get_task
     from xit_dist.tasks.formats import get_format
-    from xit_dist.train.ds_config import fill_auto, load_ds_config, resolve_ds_config
+    from xit_dist.config.ds_config import fill_auto, load_ds_config
 
     for key, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}.items():
         monkeypatch_module.setenv(key, value)
@@ -45,7 +45,7 @@ def tiny_engine(monkeypatch_module):
     torch.manual_seed(0)
     model = fmt.model_class().from_pretrained(model_dir, **fmt.label_config(task))
     config = fill_auto(
-        load_ds_config(resolve_ds_config("zero2")), micro_batch_size=2, gradient_accumulation_steps=1, world_size=1,
+        load_ds_config("zero2"), micro_batch_size=2, gradient_accumulation_steps=1, world_size=1,
         learning_rate=1e-3, weight_decay=0.0, adam_epsilon=1e-8, max_grad_norm=1.0, bf16=False, hidden_size=model.config.hidden_size,
     )
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -69,7 +69,7 @@ def _progress(step: int) -> dict:
 
 @pytest.fixture(scope="module")
 def written(tiny_engine, tmp_path_factory) -> Path:
-    from xit_dist.train.worker import write_checkpoint
+    from xit_dist.train.checkpoint import write_checkpoint
 
     engine, _ = tiny_engine
     directory = tmp_path_factory.mktemp("ckpt") / "step-00000010"
@@ -138,7 +138,7 @@ def test_after_a_fallback_checkpoints_are_named_apart_and_ordered_newest_first(t
     """The damaged checkpoints stay in Ray's list, and Ray deletes an evicted one by its path:
     the attempt that fell back must not write into a directory of the same name."""
     from xit_dist.train.checkpoint_manifest import candidates
-    from xit_dist.train.worker import checkpoint_name
+    from xit_dist.train.checkpoint import checkpoint_name
 
     assert checkpoint_name({"global_step": 20}) == "step-00000020"
     progress = {"global_step": 20, "checkpoint_fallbacks": [{"suffix": "-r1700000000"}]}
@@ -152,7 +152,7 @@ def test_after_a_fallback_checkpoints_are_named_apart_and_ordered_newest_first(t
 
 def test_non_finite_weight_is_refused_at_consolidation(tiny_engine, tmp_path):
     from xit_dist.train.consolidate import ConsolidationError, consolidate
-    from xit_dist.train.worker import write_checkpoint
+    from xit_dist.train.checkpoint import write_checkpoint
 
     engine, model_dir = tiny_engine
     names = {id(param): name for name, param in engine.module.named_parameters()}
@@ -211,7 +211,7 @@ def test_best_dev_weights_are_verified_before_they_are_restored(tiny_engine, tmp
 
 def test_checkpoint_every_minutes_is_not_part_of_the_phase_hash(tmp_path):
     from xit_dist.plan.phases import build_plan
-    from xit_dist.config.spec import validate_tree
+    from xit_dist.config.load import validate_tree
 
     tree = small_spec_tree(tmp_path)
     default = [phase.hash for phase in build_plan(validate_tree(tree))]
@@ -226,9 +226,10 @@ def test_damaged_newest_checkpoint_of_a_run_falls_back_to_the_previous_one(ray_c
     """A run with a time-based checkpoint every 0.06 s (at each log step, mid-epoch) whose driver
     died after training, before consolidating; then a file of its newest checkpoint is truncated.
     The rerun says so, resumes from the previous checkpoint and ends exactly where the first did."""
-    from xit_dist.plan.phases import build_plan, phase_dir
-    from xit_dist.run.session import run_experiment
-    from xit_dist.config.spec import validate_tree
+    from xit_dist.config.layout import phase_dir
+    from xit_dist.plan.phases import build_plan
+    from xit_dist.run.scheduler import run_experiment
+    from xit_dist.config.load import validate_tree
     from xit_dist.train.phase import DONE_FILE
 
     tree = small_spec_tree(tmp_path, intermediate=(), deepspeed="zero2", name="ckpt")

@@ -12,7 +12,7 @@ from xit_dist.cli import main
 from xit_dist.data.features import training_features
 from xit_dist.data.loading import load_source
 from xit_dist.errors import DataError
-from xit_dist.tasks import get_task
+from xit_dist.tasks.registry import get_task
 from xit_dist.tasks.languages import benchmark_languages, language, resource_groups, task_languages
 from xit_dist.tasks.formats.options import FormatOptions
 

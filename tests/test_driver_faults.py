@@ -180,7 +180,7 @@ def test_ending_the_runs_on_a_full_disk_never_hides_the_error(tiny_tmpfs, capsys
     """The store sits on the disk that filled up: the first error (ENOSPC) goes on to the user
     unchanged, and the runs end FAILED (the store's reserve makes room for that); without a
     reserve, not being able to end them is one warning line, never a second error."""
-    from xit_dist.run.session import runs_end_on_error
+    from xit_dist.run.runs import runs_end_on_error
 
     def fail_with_a_full_disk(runs: list[str]) -> OSError:
         with pytest.raises(OSError) as raised:
@@ -204,7 +204,7 @@ def test_ending_the_runs_on_a_full_disk_never_hides_the_error(tiny_tmpfs, capsys
 def test_a_disk_without_room_for_the_checkpoints_is_said_before_training(tiny_tmpfs):
     from xit_dist.plan.phases import build_plan
     from xit_dist.run.session import warn_if_disk_short
-    from xit_dist.config.spec import validate_tree
+    from xit_dist.config.load import validate_tree
 
     spec = validate_tree(small_spec_tree(tiny_tmpfs, intermediate=("mnli",)))
     said: list[str] = []
@@ -222,8 +222,8 @@ def test_a_disk_that_fills_up_mid_phase_is_the_one_error_and_the_runs_end_failed
     """output_dir on a real 4 MiB filesystem: the warning comes before training, the step-10
     checkpoint (about 3 MiB) does not fit, and the run's error is that, naming where."""
     from xit_dist.errors import DiskFullError
-    from xit_dist.run.session import run_experiment
-    from xit_dist.config.spec import validate_tree
+    from xit_dist.run.scheduler import run_experiment
+    from xit_dist.config.load import validate_tree
 
     tree = small_spec_tree(tiny_tmpfs, intermediate=(), name="full")
     tree["target"]["training"].update(max_steps=20, checkpoint_every_n_steps=10)

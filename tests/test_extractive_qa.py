@@ -13,7 +13,7 @@ from tests.conftest import small_spec_tree
 from xit_dist.data.loading import load_source
 from xit_dist.errors import SpecError
 from xit_dist.evaluate.metrics import squad_v2_scores
-from xit_dist.tasks import get_task
+from xit_dist.tasks.registry import get_task
 from xit_dist.tasks.formats import get_format
 from xit_dist.tasks.formats.extractive_qa import (
     CLS_INDEX,
@@ -326,8 +326,8 @@ def test_xquad_demo_rows_are_parallel_across_languages(demo_dir):
 def test_squad_to_xquad_trains_and_scores_every_language_on_ray_and_deepspeed(ray_cluster, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from xit_dist.run.session import run_experiment
-    from xit_dist.config.spec import validate_tree
+    from xit_dist.run.scheduler import run_experiment
+    from xit_dist.config.load import validate_tree
 
     tree = small_spec_tree(tmp_path, intermediate=(), target="xquad", name="qa")
     tree["target"]["training"].update(

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import small_spec_tree
 from xit_dist.errors import XitError
-from xit_dist.config.spec import validate_tree
+from xit_dist.config.load import validate_tree
 from xit_dist.run.storage import check_shared_storage, filesystem_type
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,7 +60,7 @@ def test_mlflow_server_that_does_not_answer(tmp_path):
 
 @pytest.mark.ray
 def test_cluster_without_the_resources_the_spec_needs(ray_cluster, tmp_path):
-    from xit_dist.run.session import run_experiment
+    from xit_dist.run.scheduler import run_experiment
 
     tree = small_spec_tree(tmp_path, intermediate=())
     tree["distributed"]["num_workers"] = 4  # the local cluster has 2 CPUs

@@ -12,7 +12,7 @@ import pytest
 from xit_dist.cli import main
 from xit_dist.data.loading import load_source
 from xit_dist.errors import DataError
-from xit_dist.tasks import get_task
+from xit_dist.tasks.registry import get_task
 from xit_dist.tasks.anli_plus import anli_source, snli_source
 from xit_dist.tasks.udpos import udpos_source
 
@@ -135,12 +135,13 @@ def _snli_rows_without_gold(demo: Path) -> list[int]:
 
 def test_phase_record_counts_each_training_splits_dropped_rows():
     from types import SimpleNamespace
+    from xit_dist.config.spec import TrainingConfig
 
     from xit_dist.builtin.assets import resolve_data_dir
     from xit_dist.data.drops import phase_drop_record
 
     demo = resolve_data_dir("builtin:demo")
-    job = SimpleNamespace(task="anli_plus", stage=None, data_dir=str(demo), data_revision=None, training={"max_train_examples": None})
+    job = SimpleNamespace(task="anli_plus", stage=None, data_dir=str(demo), data_revision=None, training=TrainingConfig(max_train_examples=None))
     record = phase_drop_record(job)
     assert list(record) == [source.describe() for source in get_task("anli_plus").train_sources]
     snli = record["stanfordnlp/snli[plain_text] split train"]
@@ -155,7 +156,7 @@ def test_preflight_says_each_training_split_that_drops_rows(tmp_path, capsys):
 
     from xit_dist.builtin.assets import resolve_data_dir
     from xit_dist.plan.preflight import preflight
-    from xit_dist.config.spec import validate_tree
+    from xit_dist.config.load import validate_tree
 
     preflight(validate_tree(small_spec_tree(tmp_path, intermediate=("anli_plus",), target="xnli")))
     lines = [line for line in capsys.readouterr().out.splitlines() if "dropped" in line]

@@ -15,8 +15,8 @@ from xit_dist.data.stage import stage_data, stage_sources, training_rows
 from xit_dist.errors import DataError, SpecError
 from xit_dist.plan.phases import build_plan
 from xit_dist.plan.preflight import ResolvedInputs
-from xit_dist.config.spec import validate_tree
-from xit_dist.tasks import get_task
+from xit_dist.config.load import validate_tree
+from xit_dist.tasks.registry import get_task
 
 
 @pytest.fixture(scope="module")

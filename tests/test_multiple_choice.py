@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from xit_dist.data.loading import load_source
-from xit_dist.tasks import get_task
+from xit_dist.tasks.registry import get_task
 from xit_dist.tasks.commonsenseqa import commonsenseqa_source
 from xit_dist.tasks.cosmosqa import cosmosqa_source
 from xit_dist.tasks.formats import get_format
@@ -290,8 +290,8 @@ def test_hellaswag_then_xcopa_on_ray_and_deepspeed(ray_cluster, tmp_path):
     from mlflow.tracking import MlflowClient
 
     from tests.conftest import small_spec_tree
-    from xit_dist.run.session import run_experiment
-    from xit_dist.config.spec import validate_tree
+    from xit_dist.run.scheduler import run_experiment
+    from xit_dist.config.load import validate_tree
 
     tree = small_spec_tree(tmp_path, intermediate=("hellaswag",), target="xcopa", name="mc")
     tree["intermediate"][0]["training"].update(max_steps=30, log_every_n_steps=10)

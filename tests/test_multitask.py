@@ -14,7 +14,7 @@ import torch
 from tests.conftest import small_spec_tree
 from xit_dist.errors import SpecError
 from xit_dist.plan.phases import build_plan
-from xit_dist.config.spec import validate_tree
+from xit_dist.config.load import validate_tree
 from xit_dist.train.multitask import (
     TASK_INDEX,
     MemberData,
@@ -25,7 +25,7 @@ from xit_dist.train.multitask import (
     multitask_model_from_config,
     sampling_probabilities,
 )
-from xit_dist.train.worker import rng_state
+from xit_dist.train.checkpoint import rng_state
 
 # ---------------------------------------------------------------------------------- sampler
 
@@ -204,7 +204,7 @@ def mixture_run(ray_cluster, tmp_path_factory):
     """mnli + pawsx + MLM on the demo corpus (weight 0.2; 600 rows of each), 20 steps under
     ZeRO-3 on 2 workers, then 10 XNLI steps, evaluated on 2 languages with and without a
     word-order shuffle."""
-    from xit_dist.run.session import run_experiment
+    from xit_dist.run.scheduler import run_experiment
 
     out = tmp_path_factory.mktemp("mixture")
     tree = small_spec_tree(out, name="mixture", deepspeed="zero3")  # the harder case: every head's partitions under one engine

@@ -11,8 +11,8 @@ from importlib.metadata import version
 import numpy as np
 import pytest
 
-from xit_dist.tasks import get_task  # before xit_dist.data.loading (import cycle via tasks.ccg)
-from xit_dist.data.loading import load_source  # noqa: I001
+from xit_dist.tasks.registry import get_task
+from xit_dist.data.loading import load_source
 from xit_dist.evaluate.metrics import (
     best_threshold,
     bucc_f1,

@@ -11,13 +11,13 @@ from collections import Counter
 import pytest
 
 from tests.conftest import small_spec_tree
-from xit_dist.data.loading import hub_features
+from xit_dist.data.hub_schema import hub_features
 from xit_dist.data.perturb import PerturbationOptions, clause_groups, perturb_row, perturb_rows, units_of
 from xit_dist.errors import SpecError
 from xit_dist.evaluate.calibration import BinStats, bin_index, brier_score, expected_calibration_error, qa_confidences
 from xit_dist.evaluate.results import TaskResults
 from xit_dist.evaluate.robustness import robustness_metrics
-from xit_dist.config.spec import validate_tree
+from xit_dist.config.load import validate_tree
 from xit_dist.tasks.base import DataSource, Task
 from xit_dist.tasks.squad import SQUAD_SCHEMA, QAColumns
 
@@ -287,7 +287,7 @@ def test_qa_evaluation_with_calibration_and_perturbations_on_the_demo(tmp_path):
     from xit_dist.data.features import evaluation_inputs
     from xit_dist.evaluate.robustness import robustness_part
     from xit_dist.evaluate.zero_shot import evaluate_languages
-    from xit_dist.tasks import get_task
+    from xit_dist.tasks.registry import get_task
     from xit_dist.evaluate.job import EvalJob
     from xit_dist.tasks.formats.options import FormatOptions
 

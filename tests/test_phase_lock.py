@@ -1,5 +1,5 @@
 """Two processes that need the same phase: the second waits for the first and reuses its
-phase instead of training it again into the same directory (xit_dist/train/phase_lock.py)."""
+phase instead of training it again into the same directory (xit_dist/tracking/locks.py)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from xit_dist.train.phase import DONE_FILE, run_phase
-from xit_dist.train.phase_lock import LOCK_FILE
+from xit_dist.tracking.locks import LOCK_FILE
 
 # Another driver training the phase: takes the lock, says so, trains (sleeps), writes phase.json, exits.
 HOLDER = textwrap.dedent(
     """
     import json, sys, time
     from pathlib import Path
-    from xit_dist.train.phase_lock import phase_lock
+    from xit_dist.tracking.locks import phase_lock
     phase_dir = Path(sys.argv[1])
     with phase_lock(phase_dir, "p", print):
         (phase_dir / "holding").touch()
@@ -67,7 +67,7 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
     holder.kill()
     holder.wait()
     assert not (phase_dir / DONE_FILE).exists()
-    from xit_dist.train.phase_lock import phase_lock
+    from xit_dist.tracking.locks import phase_lock
 
     said: list[str] = []
     with phase_lock(phase_dir, "p", said.append):  # taken at once: the lock went with the process

@@ -15,8 +15,8 @@ import pytest
 from safetensors.torch import load_file
 
 from tests.conftest import small_spec_tree
-from xit_dist.run.session import run_experiment
-from xit_dist.config.spec import validate_tree
+from xit_dist.run.scheduler import run_experiment
+from xit_dist.config.load import validate_tree
 from xit_dist.train.fingerprint import tensors_fingerprint
 
 pytestmark = pytest.mark.ray

@@ -35,10 +35,10 @@ def test_xlmr_large_parameter_count_from_config(xlmr_large_size):
 
 def _filled(name: str, bf16: bool, hidden: int = 1024) -> dict:
     """A shipped ds_config as the worker fills it."""
-    from xit_dist.train.ds_config import fill_auto, load_ds_config, resolve_ds_config
+    from xit_dist.config.ds_config import fill_auto, load_ds_config
 
     return fill_auto(
-        load_ds_config(resolve_ds_config(name)), micro_batch_size=4, gradient_accumulation_steps=1, world_size=8,
+        load_ds_config(name), micro_batch_size=4, gradient_accumulation_steps=1, world_size=8,
         learning_rate=1e-5, weight_decay=0.0, adam_epsilon=1e-8, max_grad_norm=1.0, bf16=bf16, hidden_size=hidden,
     )
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from tests.conftest import small_spec_tree
-from xit_dist.tasks import get_task  # before xit_dist.data.loading: importing that first runs into an import cycle via tasks.ccg
-from xit_dist.data.loading import load_source  # noqa: I001
+from xit_dist.tasks.registry import get_task
+from xit_dist.data.loading import load_source
 from xit_dist.errors import DataError, SpecError
 from xit_dist.tasks.formats import get_format
 from xit_dist.tasks.formats.retrieval import hidden_layer, margin_candidates, pool
@@ -291,9 +291,10 @@ def _retrieval_tree(out, target: str, languages: list[str], intermediate=()) -> 
 
 
 def test_a_retrieval_target_has_no_phase_and_forbids_training_settings(tmp_path):
-    from xit_dist.plan.phases import build_plan, encoder_evaluation, phase_dir
+    from xit_dist.config.layout import phase_dir
+    from xit_dist.plan.phases import build_plan, encoder_evaluation
     from xit_dist.run.session import PreparedRun
-    from xit_dist.config.spec import validate_tree
+    from xit_dist.config.load import validate_tree
 
     spec = validate_tree(_retrieval_tree(tmp_path, "bucc", ["de"], intermediate=("mnli",)))
     phases = build_plan(spec)
@@ -322,8 +323,8 @@ def test_a_retrieval_target_has_no_phase_and_forbids_training_settings(tmp_path)
 
 
 def _run(tree):
-    from xit_dist.run.session import run_experiment
-    from xit_dist.config.spec import validate_tree
+    from xit_dist.run.scheduler import run_experiment
+    from xit_dist.config.load import validate_tree
 
     return run_experiment(validate_tree(tree))
 
@@ -365,8 +366,9 @@ def test_bucc_from_a_reused_intermediate_encoder_in_a_ray_run(ray_cluster, tmp_p
 
     from xit_dist.builtin.assets import resolve_data_dir, resolve_model_dir
     from xit_dist.evaluate.zero_shot import evaluate_languages
-    from xit_dist.plan.phases import build_plan, phase_dir
-    from xit_dist.config.spec import validate_tree
+    from xit_dist.config.layout import phase_dir
+    from xit_dist.plan.phases import build_plan
+    from xit_dist.config.load import validate_tree
     from xit_dist.evaluate.job import EvalJob
 
     tree = _retrieval_tree(tmp_path, "bucc", ["de", "zh"], intermediate=("mnli",))

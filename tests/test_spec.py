@@ -12,7 +12,7 @@ import yaml
 
 from xit_dist.cli import main
 from xit_dist.errors import SpecError
-from xit_dist.config.spec import apply_override, load_spec
+from xit_dist.config.load import apply_override, load_spec
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "ray_configs" / "demo.yaml"
@@ -24,7 +24,7 @@ def test_every_shipped_spec_validates():
 
 
 def test_the_format_demos_cover_every_trainable_format_and_retrieval():
-    from xit_dist.tasks import get_task
+    from xit_dist.tasks.registry import get_task
 
     formats = {get_task(load_spec(path).target.task).format for path in (REPO / "ray_configs" / "demos").glob("*.yaml")}
     assert formats == {"extractive_qa", "token_tagging", "multiple_choice", "retrieval"}  # pair classification: demo.yaml

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from xit_dist.plan.grid import Grid, load_grid
-from xit_dist.plan.phases import phase_dir
+from xit_dist.config.layout import phase_dir
 
 pytestmark = pytest.mark.ray
 

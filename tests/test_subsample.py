@@ -17,8 +17,8 @@ from xit_dist.data.stage import training_rows
 from xit_dist.data.subsample import SubsampleOptions, stratified_choice, subsample_sources
 from xit_dist.errors import DataError, SpecError
 from xit_dist.plan.phases import build_plan
-from xit_dist.config.spec import validate_tree
-from xit_dist.tasks import get_task
+from xit_dist.config.load import validate_tree
+from xit_dist.tasks.registry import get_task
 from xit_dist.data.stage_data import StageData
 
 

@@ -82,7 +82,7 @@ def test_every_task_with_demo_data_loads_through_the_hub_loader(benchmark):
     """Each task's demo splits, in each of its demo languages, read by the same code as the hub
     path: the schemas the generators write are exactly the ones the tasks declare."""
     from xit_dist.data.loading import load_source
-    from xit_dist.tasks import get_task
+    from xit_dist.tasks.registry import get_task
 
     manifest = json.loads((benchmark / "MANIFEST.json").read_text(encoding="utf-8"))
     assert {"xnli", "pawsx", "squad", "xquad", "udpos", "panx", "hellaswag", "xcopa", "tatoeba", "bucc"} <= set(manifest["languages"])

@@ -12,7 +12,7 @@ import torch
 
 from xit_dist.data.loading import load_source
 from xit_dist.errors import DataError
-from xit_dist.tasks import get_task
+from xit_dist.tasks.registry import get_task
 from xit_dist.tasks.ccg import CCG_NUM_TAGS
 from xit_dist.tasks.formats import get_format
 from xit_dist.tasks.formats.token_tagging import IGNORED, SENTENCE_COLUMN, word_windows
@@ -272,8 +272,8 @@ def test_ccg_then_udpos_on_ray_and_deepspeed(ray_cluster, tmp_path):
     from mlflow.tracking import MlflowClient
 
     from tests.conftest import small_spec_tree
-    from xit_dist.run.session import run_experiment
-    from xit_dist.config.spec import validate_tree
+    from xit_dist.run.scheduler import run_experiment
+    from xit_dist.config.load import validate_tree
 
     tree = small_spec_tree(tmp_path, intermediate=("ccg",), target="udpos", name="tagging")
     tree["intermediate"][0]["training"].update(max_steps=10, log_every_n_steps=5)

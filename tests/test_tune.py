@@ -16,8 +16,10 @@ import yaml
 
 from tests.conftest import small_spec_tree
 from xit_dist.errors import SpecError
-from xit_dist.config.spec import validate_tree
-from xit_dist.tune.best import BEST_FILE, TrialOutcome, best_document, read_best
+from xit_dist.config.load import validate_tree
+from xit_dist.config.layout import BEST_FILE
+from xit_dist.config.training_from import read_best
+from xit_dist.tune.best import TrialOutcome, best_document
 from xit_dist.tune.optuna_search import FINISHED_KEY, STEP_KEY, TRIAL_NUMBER, VALUES, PruningAwareOptunaSearch, study_storage
 from xit_dist.tune.search_spec import load_search_spec, resolve_search_tree
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from xit_dist.tracking.store import Tracker
-from xit_dist.tune.trial import TRIAL_TAG, trial_run_name
+from xit_dist.tracking.tags import TRIAL_TAG
+from xit_dist.run.runs import trial_run_name
 
 CHROMIUM = Path("/usr/bin/chromium")
 EXPERIMENT = "xit-dist-ui-test"

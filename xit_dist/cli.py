@@ -79,7 +79,7 @@ def _address_argument(parser: argparse.ArgumentParser) -> None:
 
 def cmd_validate(args) -> int:
     from xit_dist.plan.grid import is_grid_file, load_grid
-    from xit_dist.config.spec import dump_spec, load_spec
+    from xit_dist.config.load import dump_spec, load_spec
 
     if is_grid_file(args.spec):
         grid = load_grid(args.spec, args.overrides)
@@ -92,7 +92,7 @@ def cmd_validate(args) -> int:
 
 def cmd_run(args) -> int:
     from xit_dist.plan.grid import is_grid_file, load_grid
-    from xit_dist.config.spec import load_spec
+    from xit_dist.config.load import load_spec
 
     if is_grid_file(args.spec):
         grid = load_grid(args.spec, args.overrides)
@@ -103,7 +103,7 @@ def cmd_run(args) -> int:
     if args.max_concurrent_phases is not None:
         raise XitError("--max-concurrent-phases: only for a grid (a single spec runs its phases in order)")
     spec = load_spec(args.spec, args.overrides)
-    from xit_dist.run.session import run_experiment
+    from xit_dist.run.scheduler import run_experiment
 
     run_experiment(spec)
     return 0
@@ -111,7 +111,7 @@ def cmd_run(args) -> int:
 
 def cmd_plan(args) -> int:
     from xit_dist.plan.estimate import parse_memory
-    from xit_dist.config.spec import load_spec
+    from xit_dist.config.load import load_spec
 
     gpu_memory = parse_memory(args.gpu_memory) if args.gpu_memory else None
     from xit_dist.plan.grid import is_grid_file, load_grid

@@ -1,5 +1,14 @@
-"""Errors a user can cause. The CLI prints each as one line and exits with code 2,
-before any cluster resources are used (a full disk, found mid-run, exits 1)."""
+"""The errors xit-dist reports to its user: the CLI prints one as a single line (no traceback)
+and exits with its ``exit_code``.
+
+- 2 (``XitError`` and the kinds below): a mistake in what the user gave (spec, data, model,
+  address, tracking URI). Most are found by validation and the preflight, before any cluster
+  resources are used; a few only show once the work reads what it was given (a search none of
+  whose trials finished, say).
+- 1: a run that started and could not finish: ``DiskFullError``, and ``GridFailed``
+  when some of a grid's phases or evaluations failed. Rerunning the same
+  command resumes (once there is space again, for a full disk).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +16,8 @@ import errno
 
 
 class XitError(Exception):
-    """Base class: a mistake in the user's input (spec, data, address, tracking URI)."""
+    """Base class of every error said as one line; raised as itself, a mistake in the user's
+    input (spec, data, address, tracking URI)."""
 
     exit_code = 2
 
@@ -29,6 +39,12 @@ class ModelError(XitError):
 class DiskFullError(XitError):
     """A write under output_dir failed for want of space: said as the run's one error line,
     whatever failed after it (MLflow's store on the same disk, Ray's clean-up)."""
+
+    exit_code = 1
+
+
+class GridFailed(XitError):
+    """Some of a grid's phases or evaluations failed; the rest of the grid ran. Rerunning resumes."""
 
     exit_code = 1
 

@@ -105,11 +105,11 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
     "negative": ("nobody", "nothing", "never", "nowhere"),
 }
 _COUNTS = tuple(str(n) for n in range(2, 10))
-_OPTIONAL_SLOTS = ("count", "adjective", "place")
+OPTIONAL_SLOTS = ("count", "adjective", "place")
 _CLAUSE_SLOTS = ("subject", "verb", "object", "count", "adjective", "place", "adverb")
 
 
-def _concepts(category: str) -> list[str]:
+def concept_keys(category: str) -> list[str]:
     return [f"{category}:{word}" for word in _CONCEPTS[category]]
 
 
@@ -123,19 +123,19 @@ def _slot_of(key: str) -> str:
     return _NEGATIVE_WORD_SLOTS.get(key) or {"someone": "subject", "something": "object"}.get(category, category)
 
 
-def _negative_word_for(slot: str) -> str:
+def negative_word_for(slot: str) -> str:
     return next(key for key, key_slot in _NEGATIVE_WORD_SLOTS.items() if key_slot == slot)
 
 
-def _antonym(key: str) -> str:
+def antonym_of(key: str) -> str:
     """The opposite verb or adjective ("verb:buys" -> "verb:sells")."""
     category = key.split(":")[0]
-    words = _concepts(category)
+    words = concept_keys(category)
     return words[words.index(key) ^ 1]
 
 
-def _with_antonyms(values: set[str]) -> set[str]:
-    return values | {_antonym(value) for value in values if value.split(":")[0] in ("verb", "adjective")}
+def with_antonyms(values: set[str]) -> set[str]:
+    return values | {antonym_of(value) for value in values if value.split(":")[0] in ("verb", "adjective")}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,7 +263,7 @@ def _build_lexicons(seed: int) -> dict[str, dict[str, str]]:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Clause:
+class Clause:
     """One fact. Values are concept keys ("subject:teacher") or digits for ``count``;
     optional slots set to None are not mentioned."""
 
@@ -281,17 +281,17 @@ class _Clause:
         return {getattr(self, slot) for slot in _CLAUSE_SLOTS} - {None}
 
 
-class _Renderer:
+class Renderer:
     """Turns clauses into surface sentences of one language."""
 
     def __init__(self, language: str, lexicon: dict[str, str]):
         self.grammar = _GRAMMARS[language]
         self.lexicon = lexicon
 
-    def _clause_pieces(self, clause: _Clause) -> list[str]:
+    def _clause_pieces(self, clause: Clause) -> list[str]:
         return [text for _, text in self.clause_slots(clause)]
 
-    def clause_slots(self, clause: _Clause) -> list[tuple[str, str]]:
+    def clause_slots(self, clause: Clause) -> list[tuple[str, str]]:
         """(grammar slot, surface text) in word order; a fronted place phrase keeps slot "P" and
         carries the comma. Word-level tags (the token-tagging demo data) are read off the slots."""
         grammar, word = self.grammar, self.lexicon.get
@@ -314,7 +314,7 @@ class _Renderer:
             pieces = [("P", place_phrase + grammar.comma), *pieces]
         return pieces
 
-    def sentence(self, clauses: list[_Clause]) -> str:
+    def sentence(self, clauses: list[Clause]) -> str:
         pieces: list[str] = []
         for position, clause in enumerate(clauses):
             if position:
@@ -323,31 +323,31 @@ class _Renderer:
         return unicodedata.normalize("NFKC", " ".join(pieces) + self.grammar.period)
 
 
-class _FactSampler:
+class FactSampler:
     """Draws concept values that avoid a given set, so that changed words are really new."""
 
     def __init__(self, rng: random.Random):
         self.rng = rng
 
     def value(self, slot: str, avoid: set[str]) -> str:
-        pool = _COUNTS if slot == "count" else _concepts(slot)
+        pool = _COUNTS if slot == "count" else concept_keys(slot)
         return self.rng.choice([value for value in pool if value not in avoid])
 
-    def full_clause(self, avoid: set[str]) -> _Clause:
+    def full_clause(self, avoid: set[str]) -> Clause:
         """A clause with every optional slot filled (callers hide some of them)."""
         avoid = set(avoid)
         values = {}
         for slot in _CLAUSE_SLOTS:
             values[slot] = self.value(slot, avoid)
-            avoid |= _with_antonyms({values[slot]})
-        return _Clause(**values)
+            avoid |= with_antonyms({values[slot]})
+        return Clause(**values)
 
-    def show_only(self, clause: _Clause, visible: set[str], **changes) -> _Clause:
-        hidden = {slot: None for slot in (*_OPTIONAL_SLOTS, "adverb") if slot not in visible}
+    def show_only(self, clause: Clause, visible: set[str], **changes) -> Clause:
+        hidden = {slot: None for slot in (*OPTIONAL_SLOTS, "adverb") if slot not in visible}
         return dataclasses.replace(clause, **{**hidden, **changes})
 
 
-def _weighted_choice(rng: random.Random, weights: dict[str, float]) -> str:
+def weighted_choice(rng: random.Random, weights: dict[str, float]) -> str:
     return rng.choices(list(weights), weights=list(weights.values()))[0]
 
 
@@ -357,8 +357,8 @@ def _weighted_choice(rng: random.Random, weights: dict[str, float]) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class _NliItem:
-    premise: list[_Clause]
-    hypothesis: _Clause
+    premise: list[Clause]
+    hypothesis: Clause
     label: str
 
 
@@ -373,13 +373,18 @@ _CONTRADICTION_KINDS = {"negate": 0.3, "antonym": 0.2, "change": 0.15, "negative
 _NEUTRAL_KINDS = {"add_detail": 0.3, "add_adverb": 0.5, "other_subject": 0.2}
 
 
+_NLI_KINDS = {"entailment": _ENTAILMENT_KINDS, "contradiction": _CONTRADICTION_KINDS, "neutral": _NEUTRAL_KINDS}
+
+
 def _nli_item(rng: random.Random, label: str, distractor_probability: float) -> _NliItem:
-    sampler = _FactSampler(rng)
+    """A premise (the clause the hypothesis is about, maybe beside a distractor clause) and a
+    hypothesis made from it by one of the label's kinds. Draws from ``rng`` in a fixed order:
+    the demo data, cached and compared in tests, depends on it."""
+    sampler = FactSampler(rng)
     full = sampler.full_clause(avoid=set())
     n_premise, n_hypothesis = rng.choice(_NLI_SLOT_COUNTS)
-    kind = _weighted_choice(rng, {"entailment": _ENTAILMENT_KINDS, "contradiction": _CONTRADICTION_KINDS,
-                                  "neutral": _NEUTRAL_KINDS}[label])
-    premise_slots = set(rng.sample(_OPTIONAL_SLOTS, n_premise))
+    kind = weighted_choice(rng, _NLI_KINDS[label])
+    premise_slots = set(rng.sample(OPTIONAL_SLOTS, n_premise))
     opposite_slot = rng.choice(("verb", "adjective"))
     if kind == "antonym" and opposite_slot == "adjective" and "adjective" not in premise_slots:
         premise_slots = {"adjective", *rng.sample(sorted(premise_slots), n_premise - 1)}
@@ -389,56 +394,82 @@ def _nli_item(rng: random.Random, label: str, distractor_probability: float) -> 
     adds_adverb = kind == "add_adverb" or (kind == "add_detail" and not n_hypothesis)
     premise_adverb = full.adverb if rng.random() < 0.3 and not adds_adverb else None
     target = sampler.show_only(full, premise_slots, negated=negated, adverb=premise_adverb)
+    premise = _with_distractor(sampler, full, target, distractor_probability)
+    kept_adverb = premise_adverb if negated or rng.random() < 0.5 else None
+    basis = _HypothesisBasis(sampler, full, premise_slots, negated, kept_adverb, set().union(*(c.values() for c in premise)))
+    return _NliItem(premise, _nli_hypothesis(basis, kind, opposite_slot, n_hypothesis, adds_adverb), label)
+
+
+def _with_distractor(sampler: FactSampler, full: Clause, target: Clause, probability: float) -> list[Clause]:
+    """The premise: ``target``, with probability ``probability`` beside an unrelated clause
+    (before or after it)."""
+    rng = sampler.rng
     premise = [target]
-    if rng.random() < distractor_probability:
-        distractor = sampler.full_clause(avoid=_with_antonyms(full.values()))
-        visible = set(rng.sample(_OPTIONAL_SLOTS, rng.choice((1, 2))))
+    if rng.random() < probability:
+        distractor = sampler.full_clause(avoid=with_antonyms(full.values()))
+        visible = set(rng.sample(OPTIONAL_SLOTS, rng.choice((1, 2))))
         adverb = distractor.adverb if rng.random() < 0.3 else None
         distractor = sampler.show_only(distractor, visible, negated=rng.random() < 0.2, adverb=adverb)
         premise.insert(rng.randrange(2), distractor)
-    premise_values = set().union(*(clause.values() for clause in premise))
-    kept_adverb = premise_adverb if negated or rng.random() < 0.5 else None
+    return premise
 
-    def stated(size: int, must_include: str | None = None) -> set[str]:
+
+@dataclasses.dataclass(frozen=True)
+class _HypothesisBasis:
+    """What a hypothesis is made from: the premise clause in full, the optional slots the premise
+    states, its negation and adverb (as the hypothesis keeps them), and every premise value."""
+
+    sampler: FactSampler
+    full: Clause
+    premise_slots: set[str]
+    negated: bool
+    kept_adverb: str | None
+    premise_values: set[str]
+
+    def stated(self, size: int, must_include: str | None = None) -> set[str]:
         """``size`` optional slots the premise states (including ``must_include``); all if negated."""
-        if negated:
-            return set(premise_slots)
-        others = sorted(premise_slots - {must_include})
-        chosen = set(rng.sample(others, size - (must_include is not None)))
+        if self.negated:
+            return set(self.premise_slots)
+        others = sorted(self.premise_slots - {must_include})
+        chosen = set(self.sampler.rng.sample(others, size - (must_include is not None)))
         return chosen | ({must_include} if must_include else set())
 
-    hypothesis_of = lambda visible, **changes: sampler.show_only(  # noqa: E731
-        full, visible, **{"negated": negated, "adverb": kept_adverb, **changes}
-    )
+    def hypothesis(self, visible: set[str], **changes) -> Clause:
+        """The premise clause showing ``visible`` slots, with the premise's negation and kept adverb unless changed."""
+        return self.sampler.show_only(self.full, visible, **{"negated": self.negated, "adverb": self.kept_adverb, **changes})
+
+
+def _nli_hypothesis(basis: _HypothesisBasis, kind: str, opposite_slot: str, n_hypothesis: int, adds_adverb: bool) -> Clause:
+    """The hypothesis of one kind (see ``_ENTAILMENT_KINDS`` and its neighbours)."""
+    rng, sampler, full, negated = basis.sampler.rng, basis.sampler, basis.full, basis.negated
     if kind == "subset":
-        hypothesis = hypothesis_of(stated(n_hypothesis))
-    elif kind == "generalise":  # only the subject under negation: "not buys apples" =/=> "not buys things"
+        return basis.hypothesis(basis.stated(n_hypothesis))
+    if kind == "generalise":  # only the subject under negation: "not buys apples" =/=> "not buys things"
         slot = "subject" if negated else rng.choice(("subject", "object"))
         generic = sampler.value("someone" if slot == "subject" else "something", set())
-        hypothesis = hypothesis_of(stated(n_hypothesis), **{slot: generic})
-    elif kind == "negate":
-        hypothesis = hypothesis_of(stated(n_hypothesis), negated=not negated)
-    elif kind == "antonym" and opposite_slot == "verb":
-        hypothesis = hypothesis_of(stated(n_hypothesis), verb=_antonym(full.verb))
-    elif kind == "antonym":
-        visible = stated(max(n_hypothesis, 1), must_include="adjective")
-        hypothesis = hypothesis_of(visible, adjective=_antonym(full.adjective))
-    elif kind == "change":
-        visible = stated(n_hypothesis)
+        return basis.hypothesis(basis.stated(n_hypothesis), **{slot: generic})
+    if kind == "negate":
+        return basis.hypothesis(basis.stated(n_hypothesis), negated=not negated)
+    if kind == "antonym" and opposite_slot == "verb":
+        return basis.hypothesis(basis.stated(n_hypothesis), verb=antonym_of(full.verb))
+    if kind == "antonym":
+        visible = basis.stated(max(n_hypothesis, 1), must_include="adjective")
+        return basis.hypothesis(visible, adjective=antonym_of(full.adjective))
+    if kind == "change":
+        visible = basis.stated(n_hypothesis)
         slot = rng.choice(["object", *sorted(visible - {"adjective"})])
-        hypothesis = hypothesis_of(visible, **{slot: sampler.value(slot, premise_values)})
-    elif kind == "negative_word":
+        return basis.hypothesis(visible, **{slot: sampler.value(slot, basis.premise_values)})
+    if kind == "negative_word":
         slot = rng.choice(("subject", "object", "adverb", "place"))
-        visible = stated(n_hypothesis) - ({"count", "adjective"} if slot == "object" else set())  # "buys nothing"
-        hypothesis = hypothesis_of(visible, **{slot: _negative_word_for(slot)})
-    elif kind == "add_detail" and n_hypothesis:
-        unstated = sorted(set(_OPTIONAL_SLOTS) - premise_slots)
-        hypothesis = hypothesis_of(stated(n_hypothesis - 1) | {rng.choice(unstated)})
-    elif adds_adverb:
-        hypothesis = hypothesis_of(stated(n_hypothesis), adverb=sampler.value("adverb", premise_values))
-    else:  # other_subject: the premise says nothing about what this person does
-        hypothesis = hypothesis_of(stated(n_hypothesis), subject=sampler.value("subject", premise_values))
-    return _NliItem(premise, hypothesis, label)
+        visible = basis.stated(n_hypothesis) - ({"count", "adjective"} if slot == "object" else set())  # "buys nothing"
+        return basis.hypothesis(visible, **{slot: negative_word_for(slot)})
+    if kind == "add_detail" and n_hypothesis:
+        unstated = sorted(set(OPTIONAL_SLOTS) - basis.premise_slots)
+        return basis.hypothesis(basis.stated(n_hypothesis - 1) | {rng.choice(unstated)})
+    if adds_adverb:
+        return basis.hypothesis(basis.stated(n_hypothesis), adverb=sampler.value("adverb", basis.premise_values))
+    # other_subject: the premise says nothing about what this person does
+    return basis.hypothesis(basis.stated(n_hypothesis), subject=sampler.value("subject", basis.premise_values))
 
 
 def _balanced_labels(rng: random.Random, labels: tuple[str, ...], n: int) -> list[str]:
@@ -447,7 +478,7 @@ def _balanced_labels(rng: random.Random, labels: tuple[str, ...], n: int) -> lis
     return sequence
 
 
-def _nli_items(seed: int, stream: str, n: int, distractor_probability: float) -> list[_NliItem]:
+def nli_items(seed: int, stream: str, n: int, distractor_probability: float) -> list[_NliItem]:
     rng = random.Random(f"xit-synthetic/{seed}/nli/{stream}")
     return [_nli_item(rng, label, distractor_probability) for label in _balanced_labels(rng, NLI_LABELS, n)]
 
@@ -458,8 +489,8 @@ def _nli_items(seed: int, stream: str, n: int, distractor_probability: float) ->
 
 @dataclasses.dataclass(frozen=True)
 class _PawsItem:
-    sentence1: list[_Clause]
-    sentence2: list[_Clause]
+    sentence1: list[Clause]
+    sentence2: list[Clause]
     label: str  # "1" paraphrase, "0" not
 
 
@@ -471,7 +502,7 @@ _NON_PARAPHRASE_KINDS = {
 }
 
 
-def _reorder(rng: random.Random, clauses: list[_Clause]) -> list[_Clause]:
+def _reorder(rng: random.Random, clauses: list[Clause]) -> list[Clause]:
     """A meaning-preserving rewrite: swap the clauses and/or move a place phrase to the front."""
     can_front = [i for i, clause in enumerate(clauses) if clause.place and not clause.place_fronted]
     swap = rng.random() < 0.7
@@ -485,7 +516,7 @@ def _reorder(rng: random.Random, clauses: list[_Clause]) -> list[_Clause]:
     return clauses[::-1] if swap else clauses
 
 
-def _swap_roles(rng: random.Random, clauses: list[_Clause]) -> list[_Clause]:
+def _swap_roles(rng: random.Random, clauses: list[Clause]) -> list[Clause]:
     """Exchange one slot's values between the two clauses: same words, different meaning."""
     first, second = clauses
     slots = [
@@ -501,20 +532,20 @@ def _swap_roles(rng: random.Random, clauses: list[_Clause]) -> list[_Clause]:
 
 
 def _paws_item(rng: random.Random, label: str) -> _PawsItem:
-    sampler = _FactSampler(rng)
+    sampler = FactSampler(rng)
     first = sampler.full_clause(avoid=set())
-    second = sampler.full_clause(avoid=_with_antonyms(first.values()))
-    all_values = _with_antonyms(first.values() | second.values())
-    kind = _weighted_choice(rng, _NON_PARAPHRASE_KINDS) if label == "0" else "paraphrase"
+    second = sampler.full_clause(avoid=with_antonyms(first.values()))
+    all_values = with_antonyms(first.values() | second.values())
+    kind = weighted_choice(rng, _NON_PARAPHRASE_KINDS) if label == "0" else "paraphrase"
     sentence1 = []
     for index, clause in enumerate((first, second)):
-        visible = {slot for slot in (*_OPTIONAL_SLOTS, "adverb") if rng.random() < 0.5}
+        visible = {slot for slot in (*OPTIONAL_SLOTS, "adverb") if rng.random() < 0.5}
         fronted = "place" in visible and rng.random() < 0.15
         negated = rng.random() < _PAWS_NEGATED_CLAUSE_RATE
         clause = sampler.show_only(clause, visible, negated=negated, place_fronted=fronted)
         if rng.random() < _PAWS_NEGATIVE_WORD_RATE:
             slot = rng.choice(("subject", "adverb"))
-            clause = dataclasses.replace(clause, **{slot: _negative_word_for(slot)})
+            clause = dataclasses.replace(clause, **{slot: negative_word_for(slot)})
         sentence1.append(clause)
     facts = list(sentence1)
     index = rng.randrange(2)
@@ -524,19 +555,19 @@ def _paws_item(rng: random.Random, label: str) -> _PawsItem:
         facts[index] = dataclasses.replace(facts[index], negated=not facts[index].negated)
     elif kind == "antonym":
         slot = "adjective" if facts[index].adjective and rng.random() < 0.5 else "verb"
-        facts[index] = dataclasses.replace(facts[index], **{slot: _antonym(getattr(facts[index], slot))})
+        facts[index] = dataclasses.replace(facts[index], **{slot: antonym_of(getattr(facts[index], slot))})
     elif kind == "negative_word":
         free_slots = [s for s in _NEGATIVE_WORD_SLOTS.values() if getattr(facts[index], s) not in _NEGATIVE_WORD_SLOTS]
         slot = rng.choice(free_slots)
         changes = {"count": None, "adjective": None} if slot == "object" else {}
-        facts[index] = dataclasses.replace(facts[index], **{slot: _negative_word_for(slot), **changes})
+        facts[index] = dataclasses.replace(facts[index], **{slot: negative_word_for(slot), **changes})
     elif kind == "replace_word":
         slot = rng.choice([slot for slot in _CLAUSE_SLOTS if getattr(facts[index], slot)])
         facts[index] = dataclasses.replace(facts[index], **{slot: sampler.value(slot, all_values)})
     return _PawsItem(sentence1, _reorder(rng, facts), label)
 
 
-def _paws_items(seed: int, stream: str, n: int) -> list[_PawsItem]:
+def paws_items(seed: int, stream: str, n: int) -> list[_PawsItem]:
     rng = random.Random(f"xit-synthetic/{seed}/paws/{stream}")
     return [_paws_item(rng, label) for label in _balanced_labels(rng, ("0", "1"), n)]
 
@@ -545,11 +576,11 @@ def _paws_items(seed: int, stream: str, n: int) -> list[_PawsItem]:
 # Files
 
 
-def _mnli_rows(seed: int, renderer: _Renderer) -> dict[str, list[dict]]:
+def _mnli_rows(seed: int, renderer: Renderer) -> dict[str, list[dict]]:
     distractor_probability = {"train": 0.5, "validation_matched": 0.5, "validation_mismatched": 1.0}
     rows = {}
     for split, size in MNLI_SIZES.items():
-        items = _nli_items(seed, f"mnli/{split}", size, distractor_probability[split])
+        items = nli_items(seed, f"mnli/{split}", size, distractor_probability[split])
         rows[split] = [
             {
                 "premise": renderer.sentence(item.premise),
@@ -562,10 +593,10 @@ def _mnli_rows(seed: int, renderer: _Renderer) -> dict[str, list[dict]]:
     return rows
 
 
-def _xnli_rows(seed: int, renderers: dict[str, _Renderer]) -> dict[str, list[dict]]:
+def _xnli_rows(seed: int, renderers: dict[str, Renderer]) -> dict[str, list[dict]]:
     rows = {}
     for split in ("validation", "test"):
-        items = _nli_items(seed, f"xnli/{split}", XNLI_ROWS_PER_LANGUAGE, 0.5)
+        items = nli_items(seed, f"xnli/{split}", XNLI_ROWS_PER_LANGUAGE, 0.5)
         rows[split] = [
             {
                 "sentence1": renderers[language].sentence(item.premise),
@@ -590,10 +621,10 @@ def _first_of_each_label(items: list[_PawsItem], per_label: int) -> list[_PawsIt
     return chosen
 
 
-def _pawsx_rows(seed: int, language: str, renderer: _Renderer) -> dict[str, list[dict]]:
+def _pawsx_rows(seed: int, language: str, renderer: Renderer) -> dict[str, list[dict]]:
     rows = {}
     for split, size in PAWSX_SIZES.items():
-        items = _paws_items(seed, f"pawsx/{split}", size)
+        items = paws_items(seed, f"pawsx/{split}", size)
         if split == "train" and language != "en":
             items = _first_of_each_label(items, PAWSX_TRANSLATED_TRAIN_ROWS // 2)
         rows[split] = [
@@ -605,6 +636,11 @@ def _pawsx_rows(seed: int, language: str, renderer: _Renderer) -> dict[str, list
             for item in items
         ]
     return rows
+
+
+def split_files(folder: str, rows_by_split: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """``{"<folder>/<split>.jsonl": rows}`` for each split, in order (a builder's ``files`` entries)."""
+    return {f"{folder}/{split}.jsonl": rows for split, rows in rows_by_split.items()}
 
 
 def _write_jsonl(path: Path, rows: list[dict | str]) -> None:
@@ -621,12 +657,12 @@ class DemoWorld:
     language over the same concept lexicon (``xit_dist.builtin.demo_formats`` builds on it)."""
 
     seed: int
-    renderers: dict[str, _Renderer]
+    renderers: dict[str, Renderer]
 
     @classmethod
     def build(cls, seed: int) -> "DemoWorld":
         lexicons = _build_lexicons(seed)
-        return cls(seed, {language: _Renderer(language, lexicons[language]) for language in _GRAMMARS})
+        return cls(seed, {language: Renderer(language, lexicons[language]) for language in _GRAMMARS})
 
     def rng(self, stream: str) -> random.Random:
         """An independent, reproducible random stream per named use."""
@@ -638,14 +674,12 @@ def _build_benchmark(directory: Path, seed: int) -> dict:
 
     world = DemoWorld.build(seed)
     renderers = world.renderers
-    files: dict[str, list[dict]] = {}
-    for split, rows in _mnli_rows(seed, renderers["en"]).items():
-        files[f"nyu-mll/glue/mnli/{split}.jsonl"] = rows
-    for split, rows in _xnli_rows(seed, renderers).items():
-        files[f"google/xtreme/XNLI/{split}.jsonl"] = rows
+    files = {
+        **split_files("nyu-mll/glue/mnli", _mnli_rows(seed, renderers["en"])),
+        **split_files("google/xtreme/XNLI", _xnli_rows(seed, renderers)),
+    }
     for language in DEMO_LANGUAGES["pawsx"]:
-        for split, rows in _pawsx_rows(seed, language, renderers[language]).items():
-            files[f"google/xtreme/PAWS-X.{language}/{split}.jsonl"] = rows
+        files.update(split_files(f"google/xtreme/PAWS-X.{language}", _pawsx_rows(seed, language, renderers[language])))
     languages = {task: list(langs) for task, langs in DEMO_LANGUAGES.items()}
     for builder in demo_builders():
         files.update(builder.files(world))
@@ -689,20 +723,20 @@ def demo_corpus(seed: int = 0) -> list[str]:
     """
     lexicons = _build_lexicons(seed)
     rng = random.Random(f"xit-synthetic/{seed}/corpus")
-    sampler = _FactSampler(rng)
+    sampler = FactSampler(rng)
     corpus = []
     for language in _GRAMMARS:
         sentences = []
-        renderer = _Renderer(language, lexicons[language])
+        renderer = Renderer(language, lexicons[language])
         for _ in range(2):  # every concept at least twice, in a natural slot
             for category in _CONCEPTS:
-                for key in _concepts(category):
+                for key in concept_keys(category):
                     clause = sampler.full_clause(avoid={key})
                     sentences.append(renderer.sentence([dataclasses.replace(clause, **{_slot_of(key): key})]))
         for _ in range(800):
             clauses = []
             for _ in range(rng.choice((1, 2))):
-                visible = {slot for slot in _OPTIONAL_SLOTS if rng.random() < 0.5}
+                visible = {slot for slot in OPTIONAL_SLOTS if rng.random() < 0.5}
                 clause = sampler.show_only(sampler.full_clause(avoid=set()), visible, negated=rng.random() < 0.25)
                 clauses.append(dataclasses.replace(clause, place_fronted=bool(clause.place) and rng.random() < 0.2))
             sentences.append(renderer.sentence(clauses))

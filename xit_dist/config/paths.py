@@ -87,7 +87,7 @@ def _model(value: Any, base: Path) -> Any:
 def _ds_config(value: Any, base: Path) -> Any:
     """A path is resolved; a bare name (``zero2``) stays a name unless it is found in
     ``./ds_configs/`` and is not the repository's own file (elsewhere the name finds that one)."""
-    from xit_dist.train.ds_config import REPO_DS_CONFIGS
+    from xit_dist.config.ds_config import REPO_DS_CONFIGS
 
     if not isinstance(value, str):
         return value

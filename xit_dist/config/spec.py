@@ -1,27 +1,25 @@
-"""The experiment spec: pydantic models, YAML loading and dotted ``--set`` overrides.
-
-Everything a user can get wrong is caught here, before Ray starts, and reported as one
-line naming the field or file (``SpecError``).
-"""
+"""The experiment spec as pydantic models: every field, its default, and the checks that make
+a mistake one line naming the field (``SpecError``, raised by ``xit_dist.config.load``) before
+Ray starts. Reading YAML files and ``--set`` overrides is ``config.load``'s job."""
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from xit_dist.errors import SpecError
+from xit_dist.config import layout
+from xit_dist.config.training_from import resolve_training_from
 from xit_dist.data.augment import AugmentOptions
 from xit_dist.data.mlm import MlmOptions
 from xit_dist.data.perturb import PerturbationOptions
 from xit_dist.data.subsample import SubsampleOptions
-from xit_dist.tasks import get_task, task_names
-from xit_dist.train.ds_config import resolve_ds_config
+from xit_dist.tasks.registry import get_task
+from xit_dist.config.batch import split_batch
+from xit_dist.config.ds_config import load_ds_config
 
 BUILTIN_PREFIX = "builtin:"
 STAGE_OPTION_FIELDS = ("tasks", "sampling", "temperature", "examples_cap", "subsample", "augment", "languages", "language_files", "mlm")
@@ -277,7 +275,7 @@ class DistributedSpec(_Strict):
     @field_validator("deepspeed_config")
     @classmethod
     def _ds_config_exists(cls, value: str) -> str:
-        resolve_ds_config(value)  # raises SpecError naming the file or the known names
+        load_ds_config(value)  # raises SpecError naming the file or the known names
         return value
 
 
@@ -289,7 +287,7 @@ class TrackingSpec(_Strict):
 class ExperimentSpec(_Strict):
     name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = 0
-    output_dir: str = Field("xit_runs", description="a local or shared-filesystem path (relative: to where the command starts)")
+    output_dir: str = Field(layout.DEFAULT_OUTPUT_DIR, description="a local or shared-filesystem path (relative: to where the command starts)")
     model: ModelSpec = ModelSpec()
     data: DataSpec = DataSpec()
     intermediate: list[StageSpec] = Field(default_factory=list)
@@ -316,8 +314,6 @@ class ExperimentSpec(_Strict):
         """Fold each intermediate stage's ``training_from`` (a search's best.yaml) into its training."""
         if not isinstance(data, dict):
             return data
-        from xit_dist.tune.best import resolve_training_from
-
         return resolve_training_from(data, cls.model_fields["output_dir"].default)
 
     @model_validator(mode="after")
@@ -336,12 +332,10 @@ class ExperimentSpec(_Strict):
             if unknown:
                 raise ValueError(f"evaluation.languages: {unknown} not in {task.name}'s languages {known}")
         for where, training in self._trainings():
-            micro = training.micro_batch_size or training.batch_size // self.distributed.num_workers
-            if micro < 1 or training.batch_size % (micro * self.distributed.num_workers):
-                raise ValueError(
-                    f"{where}.training.batch_size: {training.batch_size} is not a multiple of "
-                    f"micro_batch_size x num_workers ({micro} x {self.distributed.num_workers})"
-                )
+            try:
+                split_batch(training, self.distributed.num_workers)
+            except ValueError as err:
+                raise ValueError(f"{where}.training.batch_size: {err}") from None
         return self
 
     @model_validator(mode="after")
@@ -349,7 +343,7 @@ class ExperimentSpec(_Strict):
         """Each trained phase's max_seq_length within the model's positions, read from its config
         without weights (a hub model whose config is not shipped is not checked here). A target
         evaluated from the encoder (retrieval) is cut to the tokenizer's limit by design."""
-        from xit_dist.plan.model_config import model_length_limit
+        from xit_dist.config.model_config import model_length_limit
 
         limit = model_length_limit(self.model.name_or_path)
         if limit is None:
@@ -372,161 +366,3 @@ class ExperimentSpec(_Strict):
     def fingerprint(self) -> str:
         """Content hash of the resolved spec: identifies a run for resumption."""
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
-
-
-# ---------------------------------------------------------------------------------- loading
-
-
-def apply_override(tree: dict, assignment: str) -> None:
-    """Apply one ``key.sub.0.field=value`` override; the value is parsed as YAML (typed)."""
-    if "=" not in assignment:
-        raise SpecError(f"--set {assignment!r}: expected KEY=VALUE")
-    dotted, raw = assignment.split("=", 1)
-    if not all(dotted.strip().split(".")):
-        raise SpecError(f"--set {assignment!r}: empty key")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
-    set_field(tree, dotted, value)
-
-
-def set_field(tree: dict, dotted: str, value: Any, origin: str = "--set") -> None:
-    """Set ``key.sub.0.field`` in a spec tree (list items by index); errors name ``origin``
-    (``--set``, a grid axis) and the path."""
-    keys = dotted.strip().split(".")
-    if not all(keys):
-        raise SpecError(f"{origin} {dotted!r}: empty key")
-    node: Any = tree
-    for depth, key in enumerate(keys[:-1]):
-        node = _descend(node, key, ".".join(keys[: depth + 1]), origin)
-    last = keys[-1]
-    if isinstance(node, list):
-        index = _list_index(node, last, dotted.strip(), origin)
-        node[index] = value
-    elif isinstance(node, dict):
-        node[last] = value
-    else:
-        raise SpecError(f"{origin} {'.'.join(keys[:-1])}: not a mapping (cannot set {last!r} inside {node!r})")
-
-
-def _descend(node: Any, key: str, where: str, origin: str) -> Any:
-    if isinstance(node, list):
-        return node[_list_index(node, key, where, origin)]
-    if not isinstance(node, dict):
-        raise SpecError(f"{origin} {where}: not a mapping")
-    return node.setdefault(key, {})
-
-
-def _list_index(node: list, key: str, where: str, origin: str) -> int:
-    if not key.isdigit() or int(key) >= len(node):
-        raise SpecError(f"{origin} {where}: list index {key!r} out of range (length {len(node)})")
-    return int(key)
-
-
-HERE = Path(".")  # paths resolve against the directory the command was started in
-
-
-def load_spec(path: str | Path, overrides: list[str] | None = None, relative_to: Path | None = HERE) -> ExperimentSpec:
-    """Read a YAML spec, apply overrides, make its paths absolute against ``relative_to``
-    (``None``: keep them as written, for a job that resolves them where it runs), validate.
-    Raises SpecError with one line."""
-    tree = read_yaml_mapping(path)
-    for assignment in overrides or []:
-        apply_override(tree, assignment)
-    return validate_tree(tree, source=str(path), relative_to=relative_to)
-
-
-def resolve_paths(tree: dict, relative_to: Path | None = HERE) -> dict:
-    """The tree with every path of the spec absolute (``xit_dist.config.paths``); as it is for ``None``."""
-    from xit_dist.config.paths import resolve_spec_paths
-
-    if relative_to is None:
-        return tree
-    return resolve_spec_paths(tree, relative_to, ExperimentSpec.model_fields["output_dir"].default)
-
-
-def read_yaml_mapping(path: str | Path, what: str | None = None) -> dict:
-    """A YAML file whose top level is a mapping (a spec, a grid, a search spec, a ``base``);
-    SpecError naming the file (after ``what``, when given) and the line."""
-    path = Path(path)
-    label = f"{what}: {path}" if what else str(path)
-    if not path.is_file():
-        raise SpecError(f"{label}: spec file not found")
-    try:
-        tree = yaml.safe_load(read_spec_text(path, label))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise SpecError(f"{label}:{where}: invalid YAML: {problem}") from None
-    if not isinstance(tree, dict):
-        raise SpecError(f"{label}: expected a mapping at the top level, got {type(tree).__name__}")
-    return tree
-
-
-_WIDE_ENCODINGS = (  # byte order marks of encodings YAML allows but xit-dist does not read (UTF-32 first: it starts like UTF-16)
-    (codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"), (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"),
-)
-
-
-def read_spec_text(path: Path, label: str) -> str:
-    """The text of a spec file, which must be UTF-8 (a UTF-8 byte order mark is allowed).
-
-    Anything else is refused in one line naming the file, rather than decoded by a guess: the
-    same file is read again on the cluster (``submit``) and by Ray's workers."""
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise SpecError(f"{label}: cannot read the file: {err.strerror}") from None
-    wide = next((name for bom, name in _WIDE_ENCODINGS if raw.startswith(bom)), None)
-    if wide:
-        raise SpecError(f"{label}: the file is {wide} text; save it as UTF-8")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise SpecError(f"{label}: not UTF-8 text (byte {err.start + 1} is 0x{raw[err.start]:02x}); save it as UTF-8") from None
-
-
-def validate_tree(tree: dict, source: str = "spec", relative_to: Path | None = None) -> ExperimentSpec:
-    """The validated spec. With ``relative_to``, the tree is validated as written first (an error
-    names a path as the user wrote it), then with its paths absolute (``resolve_paths``): the
-    spec returned is the one a run hands to Ray."""
-    try:
-        spec = ExperimentSpec.model_validate(tree)
-        if relative_to is not None:
-            spec = ExperimentSpec.model_validate(resolve_paths(tree, relative_to))
-        return spec
-    except ValidationError as err:
-        raise SpecError(f"{source}: {format_validation_error(err)}") from None
-
-
-def format_validation_error(err: ValidationError) -> str:
-    """One line: ``field.path: message (got value)``; several problems joined with '; '."""
-    parts = []
-    for problem in err.errors():
-        where = ".".join(str(p) for p in problem["loc"]) or "spec"
-        message = problem["msg"].removeprefix("Value error, ")
-        if problem["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif "input" in problem and not isinstance(problem["input"], (dict, list)) and problem["type"] != "missing":
-            message += f" (got {problem['input']!r})"
-        parts.append(f"{where}: {message}")
-    return "; ".join(parts)
-
-
-def dump_spec(spec: ExperimentSpec) -> str:
-    """The resolved spec as YAML, as saved beside the results and in MLflow."""
-    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
-
-
-__all__ = [
-    "ExperimentSpec",
-    "StageSpec",
-    "TargetSpec",
-    "TrainingConfig",
-    "load_spec",
-    "dump_spec",
-    "apply_override",
-    "task_names",
-]

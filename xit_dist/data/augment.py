@@ -272,7 +272,7 @@ def augment_row(row: dict, index: int, columns, kinds: tuple[str, ...], options:
 
 def augment_rows(rows, source, options: AugmentOptions):
     """A stage's training rows of one source, augmented (a `datasets` map, cached by fingerprint)."""
-    from xit_dist.data.loading import derived_fingerprint
+    from xit_dist.data.hub_schema import derived_fingerprint
 
     columns = source.columns
     offered = format_kinds(columns)

@@ -5,6 +5,7 @@ no range when the ids are int64."""
 
 from __future__ import annotations
 
+from xit_dist.data.hub_schema import derived_fingerprint, hub_features
 from xit_dist.data.row_check import NO_LABEL, class_id_problem
 from xit_dist.errors import DataError
 
@@ -34,8 +35,6 @@ def align_class_labels(rows, schema: dict[str, object], origin: str):
     its ids by name instead; a name the hub does not have is one line naming file and column.
     (`Dataset.align_labels_with_mapping` would do this, but in datasets 5.2 it fails on the -1
     of unlabelled rows and on lists of labels, UD-POS's tags.)"""
-    from xit_dist.data.loading import derived_fingerprint, hub_features
-
     for name, kind in schema.items():
         hub_names = class_names(kind)
         local = rows.features.get(name)

@@ -50,7 +50,7 @@ def split_drops(task, source, rows, problems=None) -> SplitDrops:
 
 def training_drops(task, data_dir, revision=None, limit=None, stage=None) -> list[SplitDrops]:
     """Per training split of ``task`` in a stage (its languages included), the rows it drops."""
-    from xit_dist.data.features import load_rows
+    from xit_dist.data.loading import load_rows
     from xit_dist.data.stage import training_sources
 
     task_dir = str(data_dir) if data_dir is not None else None
@@ -63,7 +63,7 @@ def training_drops(task, data_dir, revision=None, limit=None, stage=None) -> lis
 def stage_drop_lines(stage, inputs, revision=None) -> list[str]:
     """Preflight: one line per training split of a spec stage that loses rows."""
     from xit_dist.data.stage import stage_data, task_names
-    from xit_dist.tasks import get_task
+    from xit_dist.tasks.registry import get_task
 
     data = stage_data(stage, inputs)
     limit = stage.training.max_train_examples
@@ -77,14 +77,14 @@ def stage_drop_lines(stage, inputs, revision=None) -> list[str]:
 
 def phase_drop_record(job) -> dict[str, dict]:
     """For the phase record: every training split of the phase's task(s) -> its drop counts."""
-    from xit_dist.tasks import get_task
+    from xit_dist.tasks.registry import get_task
 
     stage = job.stage
     if stage is not None and stage.is_mixture:
         tasks = [(name, stage.data_dirs.get(name)) for name in stage.tasks]
     else:
         tasks = [(job.task, job.data_dir)]
-    limit = job.training["max_train_examples"]
+    limit = job.training.max_train_examples
     return {
         drops.source: drops.record()
         for name, directory in tasks

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from xit_dist.data.loading import load_source
+from xit_dist.data.loading import load_rows
 from xit_dist.tasks.base import DataSource, Task
 from xit_dist.tasks.formats import get_format
 from xit_dist.tasks.formats.options import FormatOptions
-
-
-def load_rows(source: DataSource, data_dir: str | Path | None, revision: str | None = None, limit: int | None = None):
-    rows = load_source(source, Path(data_dir) if data_dir else None, revision)
-    if limit is not None and limit < len(rows):
-        rows = rows.select(range(limit))
-    return rows
 
 
 def evaluation_inputs(task: Task, source: DataSource, tokenizer, options: FormatOptions, data_dir, revision=None, limit=None, perturbation=None):

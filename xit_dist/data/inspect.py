@@ -13,7 +13,7 @@ import numpy as np
 from xit_dist.data.drops import SplitDrops, split_drops
 from xit_dist.data.loading import load_source
 from xit_dist.errors import DataError, SpecError
-from xit_dist.tasks import get_task
+from xit_dist.tasks.registry import get_task
 from xit_dist.tasks.base import DataSource, Task
 from xit_dist.tasks.formats import get_format
 from xit_dist.tasks.formats.options import FormatOptions

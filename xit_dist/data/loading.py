@@ -5,34 +5,18 @@ not depend on where they came from."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from pathlib import Path
-
-from xit_dist.data.class_labels import align_class_labels, refuse_class_ids_out_of_range
-from xit_dist.data.row_check import first_bad_row
-from xit_dist.errors import DataError
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # importing the task package here would import every task, and through them this module
+from xit_dist.data.class_labels import align_class_labels, refuse_class_ids_out_of_range
+from xit_dist.data.hub_schema import derived_fingerprint, hub_features
+from xit_dist.data.row_check import first_bad_row
+from xit_dist.errors import DataError
+
+if TYPE_CHECKING:  # a type only, for the annotations
     from xit_dist.tasks.base import DataSource
 
 LOCAL_READERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".tsv": "csv"}
-
-
-def hub_features(schema: dict[str, object]):
-    """The hub's column types as `datasets.Features` (see ``DataSource`` for the notation)."""
-    from datasets import ClassLabel, Features, List, Value
-
-    def feature(kind):
-        if isinstance(kind, tuple) and kind[0] == "classlabel":
-            return ClassLabel(names=list(kind[1]))
-        if isinstance(kind, list):
-            return List(feature(kind[0]))
-        if isinstance(kind, dict):
-            return {name: feature(inner) for name, inner in kind.items()}
-        return Value(kind)
-
-    return Features({name: feature(kind) for name, kind in schema.items()})
 
 
 def local_file(root: Path, source: DataSource) -> Path:
@@ -98,6 +82,14 @@ def load_source(source: DataSource, local_dir: Path | None, revision: str | None
     return rows
 
 
+def load_rows(source: DataSource, data_dir: str | Path | None, revision: str | None = None, limit: int | None = None):
+    """``load_source`` from a directory given as a string or None, its first ``limit`` rows."""
+    rows = load_source(source, Path(data_dir) if data_dir else None, revision)
+    if limit is not None and limit < len(rows):
+        rows = rows.select(range(limit))
+    return rows
+
+
 @contextlib.contextmanager
 def _datasets_errors_silenced():
     import datasets
@@ -123,11 +115,6 @@ class _equals:
 class _starts_with(_equals):
     def __call__(self, cell) -> bool:
         return cell.startswith(self.value)
-
-
-def derived_fingerprint(rows, *parts: object) -> str:
-    """`datasets` cache key of a transform: the input's fingerprint plus what the transform does."""
-    return hashlib.sha256("|".join([rows._fingerprint, *map(str, parts)]).encode()).hexdigest()[:32]
 
 
 def conform(rows, source: DataSource, origin: str):

@@ -123,7 +123,7 @@ def _has_text(text: str | None) -> bool:
 
 def mlm_features(options: MlmOptions, tokenizer, max_seq_length: int):
     """Token ids (and the special-tokens mask the collator needs) of every line."""
-    from xit_dist.data.loading import derived_fingerprint
+    from xit_dist.data.hub_schema import derived_fingerprint
     from xit_dist.data.tokenizer_identity import tokenizer_identity
 
     rows = corpus_rows(options)

@@ -232,7 +232,7 @@ def column_roles(source, apply_to: list[str]) -> dict[str, str]:
 
 def perturb_rows(rows, source, options: PerturbationOptions):
     """Every row of an evaluation split perturbed (a `datasets` map, cached by fingerprint)."""
-    from xit_dist.data.loading import derived_fingerprint
+    from xit_dist.data.hub_schema import derived_fingerprint
 
     roles = column_roles(source, options.apply_to)
 

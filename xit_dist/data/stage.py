@@ -16,8 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from xit_dist.data.stage_data import LanguageData, StageData
-
-SOURCE_LANGUAGE = "en"
+from xit_dist.tasks.languages import SOURCE_LANGUAGE
 
 
 def task_names(stage) -> list[str]:
@@ -27,9 +26,14 @@ def task_names(stage) -> list[str]:
 
 def check_stage_options(stage) -> None:
     """The spec's checks of a stage's study options; ValueError naming the field."""
-    from xit_dist.data.augment import check_kinds
-    from xit_dist.tasks import get_task
+    _check_mixture(stage)
+    _check_languages(stage)
+    for name in task_names(stage):
+        _check_task_options(stage, name)
 
+
+def _check_mixture(stage) -> None:
+    """A mixture's tasks and sampling: set together, each task once."""
     if stage.tasks is None and "+" in stage.task:
         raise ValueError(f"task: {stage.task!r} names a mixture; list its tasks under tasks: instead")
     if stage.tasks is not None:
@@ -42,6 +46,10 @@ def check_stage_options(stage) -> None:
         raise ValueError("training.eval_every_n_steps: English-dev validation is not available in a mixture stage (tasks or mlm)")
     if not mixture and (stage.sampling != "proportional" or stage.examples_cap is not None):
         raise ValueError("sampling: only a mixture stage (tasks, or mlm) samples tasks")
+
+
+def _check_languages(stage) -> None:
+    """Training languages: each once, and a translated-data directory only for a listed one."""
     languages = stage.languages or []
     if len(set(languages)) != len(languages):
         raise ValueError(f"languages: {languages} lists a language twice")
@@ -51,19 +59,26 @@ def check_stage_options(stage) -> None:
     for lang, directory in stage.language_files.items():
         if not Path(directory).expanduser().is_dir():
             raise ValueError(f"language_files.{lang}: directory not found: {directory}")
-    for name in task_names(stage):
-        task = get_task(name)
-        if stage.augment is not None:
-            try:
-                check_kinds(task, stage.augment)
-            except ValueError as err:
-                raise ValueError(f"augment.kinds: {err}") from None
-        for lang in languages:
-            if lang != SOURCE_LANGUAGE and lang not in stage.language_files and task.translate_train is None:
-                raise ValueError(
-                    f"languages: {name} has no translate-train data for {lang!r}; give language_files.{lang} "
-                    f"(a directory with {name}'s training files translated, in the hub layout)"
-                )
+
+
+def _check_task_options(stage, name: str) -> None:
+    """What the stage asks of one of its tasks: augmentations it has columns for, and data in
+    every training language."""
+    from xit_dist.data.augment import check_kinds
+    from xit_dist.tasks.registry import get_task
+
+    task = get_task(name)
+    if stage.augment is not None:
+        try:
+            check_kinds(task, stage.augment)
+        except ValueError as err:
+            raise ValueError(f"augment.kinds: {err}") from None
+    for lang in stage.languages or []:
+        if lang != SOURCE_LANGUAGE and lang not in stage.language_files and task.translate_train is None:
+            raise ValueError(
+                f"languages: {name} has no translate-train data for {lang!r}; give language_files.{lang} "
+                f"(a directory with {name}'s training files translated, in the hub layout)"
+            )
 
 
 def _directory(path: Path | str | None) -> str | None:
@@ -121,7 +136,7 @@ def training_sources(task, task_dir: str | None, stage: StageData | None) -> lis
 
 def stage_sources(stage, inputs) -> list[tuple[object, Path | None]]:
     """For preflight: every (source, directory) a spec stage (intermediate or target) reads."""
-    from xit_dist.tasks import get_task
+    from xit_dist.tasks.registry import get_task
 
     data = stage_data(stage, inputs)
     pairs = []
@@ -135,7 +150,7 @@ def stage_sources(stage, inputs) -> list[tuple[object, Path | None]]:
 def check_subsample_fits(stage, inputs, revision=None) -> None:
     """Preflight: a ``subsample.size`` above the stage's usable rows is a DataError here, on the
     driver, not later inside the workers (the rows are already loaded for preflight)."""
-    from xit_dist.tasks import get_task
+    from xit_dist.tasks.registry import get_task
 
     data = stage_data(stage, inputs)
     if data is None or data.subsample is None:
@@ -148,7 +163,7 @@ def check_subsample_fits(stage, inputs, revision=None) -> None:
 def training_rows(task, data_dir, revision=None, limit=None, stage: StageData | None = None) -> list[tuple[object, object]]:
     """(source, rows) of every training source of ``task`` in the stage, after subsampling and
     augmentation. ``limit`` (``max_train_examples``) caps each source's rows first."""
-    from xit_dist.data.features import load_rows
+    from xit_dist.data.loading import load_rows
 
     task_dir = _directory(data_dir)
     pairs = [(source, load_rows(source, directory, revision, limit)) for source, directory in training_sources(task, task_dir, stage)]

@@ -75,7 +75,7 @@ def subsample_sources(task, sources, row_sets: list, options: SubsampleOptions) 
     Rows the format would drop are removed here too (they are not part of N)."""
     from datasets.utils.stratify import approximate_mode
 
-    from xit_dist.data.loading import derived_fingerprint
+    from xit_dist.data.hub_schema import derived_fingerprint
     from xit_dist.tasks.formats import get_format
 
     fmt = get_format(task.format)

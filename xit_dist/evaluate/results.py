@@ -9,8 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xit_dist.evaluate.metrics import language_average, metric_library_versions, pooled_average, transfer_gap
-
-SOURCE_LANGUAGE = "en"
+from xit_dist.tasks.languages import SOURCE_LANGUAGE
 
 
 @dataclass
@@ -39,7 +38,7 @@ class TaskResults:
     def average(self, metric: str) -> float:
         """The task's average of ``metric``: the mean over languages, or, where the official script
         averages over every query of every language (LAReQA), the mean weighted by query counts."""
-        from xit_dist.tasks import get_task
+        from xit_dist.tasks.registry import get_task
 
         column = self.column(metric)
         if get_task(self.task).average == "queries":

@@ -34,6 +34,13 @@ def evaluation_key(job: EvalJob) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def configure_threads(cpus_per_worker: float) -> None:
+    """One intra-op thread per CPU Ray gave this worker: more only oversubscribes the cores
+    (every worker of a phase or an evaluation calls it)."""
+    if not torch.cuda.is_available():
+        torch.set_num_threads(max(1, int(cpus_per_worker)))
+
+
 def shard_indices(num_rows: int, rank: int, world_size: int) -> list[int]:
     return list(range(rank, num_rows, world_size))
 
@@ -114,7 +121,7 @@ def evaluate_languages(model, tokenizer, job: EvalJob, rank: int, world_size: in
     """Every rank calls this; rank 0 returns ``{"results": {lang: {metric: score}}, "counts": ...}``."""
     from xit_dist.data.features import evaluation_inputs
     from xit_dist.evaluate.robustness import calibration_stats, series_key
-    from xit_dist.tasks import get_task
+    from xit_dist.tasks.registry import get_task
     from xit_dist.tasks.formats import get_format
 
     task = get_task(job.task)
@@ -167,9 +174,8 @@ def evaluate_worker(config: dict[str, Any]) -> None:
     from transformers import AutoTokenizer
 
     from xit_dist.console import quiet_third_party
-    from xit_dist.tasks import get_task
+    from xit_dist.tasks.registry import get_task
     from xit_dist.tasks.formats import get_format
-    from xit_dist.train.worker import configure_threads
 
     quiet_third_party()
     job = EvalJob.model_validate(config)

@@ -39,19 +39,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from xit_dist.errors import SpecError
 from xit_dist.plan.phases import Phase, build_plan
-from xit_dist.config.spec import (
-    HERE, ExperimentSpec, apply_override, format_validation_error, read_yaml_mapping, set_field, validate_tree,
-)
+from xit_dist.config.load import HERE, apply_override, format_validation_error, read_yaml_mapping, set_field, validate_tree
+from xit_dist.config.spec import ExperimentSpec
+from xit_dist.tracking.tags import AXIS_TAG_PREFIX, CELL_TAG, CELLS_TAG, GRID_TAG, INDEX_TAG, SEED_TAG, STUDY_TAG
 
 STRUCTURAL_AXES = ("intermediate", "target", "seed")
 NO_INTERMEDIATE = "none"
-GRID_TAG = "xit.grid"
-CELL_TAG = "xit.cell"
-STUDY_TAG = "xit.study"
-SEED_TAG = "xit.seed"
-AXIS_TAG_PREFIX = "xit.axis."
-CELLS_TAG = "xit.grid_cells"
-INDEX_TAG = "xit.cell_index"  # the cell's position in grid order: reports keep the grid's row order
 # Cells must agree on these: phases are shared through output_dir, runs through one MLflow experiment.
 SHARED_FIELDS = ("output_dir", "tracking", "distributed.address")
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]")

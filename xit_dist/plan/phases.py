@@ -1,17 +1,16 @@
 """Spec -> ordered phases, each identified by a content hash of everything that decides its
-output. Phase outputs live under ``<output_dir>/phases/<id>/``: a phase whose hash is already
-done there is reused, never trained twice."""
+output. Phase outputs live under ``<output_dir>/phases/<id>/`` (``config/layout.py``): a phase whose
+hash is already done there is reused, never trained twice."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from xit_dist.config.spec import ExperimentSpec, StageSpec, TrainingConfig, target_trains
-from xit_dist.train.ds_config import load_ds_config, resolve_ds_config
+from xit_dist.config.ds_config import load_ds_config
 
 # Settings that change how a phase is observed, not what it produces.
 _NOT_IN_HASH = {"log_every_n_steps", "checkpoint_every_n_steps", "checkpoint_every_minutes"}
@@ -72,7 +71,7 @@ def phase_hash(spec: ExperimentSpec, kind: str, stage: StageSpec, upstream: Phas
             "task_files": {task: path for task, path in spec.data.task_files.items() if task in tasks},
         },
         "seed": spec.seed,
-        "deepspeed": load_ds_config(resolve_ds_config(spec.distributed.deepspeed_config)),
+        "deepspeed": load_ds_config(spec.distributed.deepspeed_config),
         "num_workers": spec.distributed.num_workers,
         "bf16": spec.distributed.bf16,
     }
@@ -125,11 +124,3 @@ def encoder_evaluation(spec: ExperimentSpec, phases: list[Phase]) -> EncoderEval
     content = {"version": PHASE_FORMAT_VERSION, "kind": "encoder-evaluation", "task": spec.target.task, "encoder": start}
     digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
     return EncoderEvaluation(spec.target.task, spec.target.training, upstream, digest)
-
-
-def phases_root(spec: ExperimentSpec) -> Path:
-    return Path(spec.output_dir).expanduser().resolve() / "phases"
-
-
-def phase_dir(spec: ExperimentSpec, phase: Phase) -> Path:
-    return phases_root(spec) / phase.id

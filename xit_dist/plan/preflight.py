@@ -16,7 +16,7 @@ from xit_dist.data.stage import check_subsample_fits, stage_sources
 from xit_dist.errors import ModelError, SpecError, XitError
 from xit_dist.console import say
 from xit_dist.config.spec import ExperimentSpec
-from xit_dist.tasks import get_task
+from xit_dist.tasks.registry import get_task
 
 
 @dataclass(frozen=True)

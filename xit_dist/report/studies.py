@@ -19,6 +19,7 @@ import statistics
 from xit_dist.report.tables import GridReport, Section, _pyplot, report_section
 
 FULL = "full"
+RESOURCE_GROUPS = ("low", "mid", "high")
 SIZE_PARAM = "intermediate.0.subsample.size"
 TASK_PARAM = "intermediate.0.task"
 
@@ -74,10 +75,7 @@ def scaling_curve(report: GridReport) -> Section | None:
             ax.set_ylabel(f"{target} score")
             ax.set_title(f"{report.grid}: {target} vs intermediate data size", fontsize=9)
             ax.legend(fontsize=7)
-            fig.tight_layout()
-            path = report.path(f"scaling_{target}.png")
-            fig.savefig(path, dpi=120)
-            plt.close(fig)
+            path = _save_figure(report, plt, fig, f"scaling_{target}.png")
             files.append(path)
             lines.append(f"\n![{target}]({path.name})\n")
     return Section("Score vs intermediate data size", "\n".join(lines), [table, *files])
@@ -124,18 +122,11 @@ def calibration_table(report: GridReport) -> Section | None:
                     ece_bars.setdefault(row, []).append(values["ece"])
                     rows_written += 1
             if ece_bars:
-                fig, ax = plt.subplots(figsize=(max(4.5, 1.2 * len(names) * len(ece_bars) / 2), 3.4))
-                width = 0.8 / len(ece_bars)
-                for k, (row, values) in enumerate(ece_bars.items()):
-                    ax.bar([i + k * width for i in range(len(values))], [v or 0 for v in values], width=width, label=row)
-                ax.set_xticks([i + 0.4 - width / 2 for i in range(len(names))], names)
-                ax.set_ylabel("ECE (15 bins, %)")
-                ax.set_title(f"{report.grid}: {target} calibration by perturbation", fontsize=9)
-                ax.legend(fontsize=7)
-                fig.tight_layout()
-                path = report.path(f"calibration_{target}.png")
-                fig.savefig(path, dpi=120)
-                plt.close(fig)
+                path = _grouped_bars(
+                    report, plt, ece_bars, names, f"calibration_{target}.png",
+                    figsize=(max(4.5, 1.2 * len(names) * len(ece_bars) / 2), 3.4),
+                    ylabel="ECE (15 bins, %)", title=f"{report.grid}: {target} calibration by perturbation",
+                )
                 files.append(path)
                 lines += ["", f"![{target}]({path.name})", ""]
     if not rows_written:
@@ -150,7 +141,7 @@ def calibration_table(report: GridReport) -> Section | None:
 
 def _evaluated_languages(target: str, present: set[str]) -> tuple[list[str], str]:
     from xit_dist.errors import XitError
-    from xit_dist.tasks import get_task
+    from xit_dist.tasks.registry import get_task
 
     try:
         task = get_task(target)
@@ -163,8 +154,6 @@ def _evaluated_languages(target: str, present: set[str]) -> tuple[list[str], str
 
 @report_section("multilingual")
 def drop_by_resource_group(report: GridReport) -> Section | None:
-    from xit_dist.tasks.languages import resource_groups
-
     lines, files = [], []
     table = report.path("resource_groups.csv")
     plt = _pyplot()
@@ -180,48 +169,87 @@ def drop_by_resource_group(report: GridReport) -> Section | None:
                 done = report.finished(row, target)
                 if not done:
                     continue
-                per_group: dict[str, list[float]] = {"low": [], "mid": [], "high": []}
-                gaps = []
-                for cell in done.values():
-                    scores = cell.language_scores()
-                    if "en" not in scores:
-                        continue
-                    langs, which = _evaluated_languages(target, set(scores) - {"en"})
-                    for group, members in resource_groups(langs).items():
-                        if members:
-                            per_group[group].append(statistics.fmean(scores["en"] - scores[lang] for lang in members))
-                    if langs:
-                        gaps.append(scores["en"] - statistics.fmean(scores[lang] for lang in langs))
-                if not gaps:
+                means, gap, counted = _resource_group_drops(done.values(), target)
+                which = counted or which
+                if gap is None:
                     continue
-                means = {group: _mean(values) for group, values in per_group.items()}
-                writer.writerow([row, target, which, *(_fmt(means[g]) for g in ("low", "mid", "high")), _fmt(_mean(gaps)), len(done)])
-                rows_text.append(f"| {row} | {_fmt(means['low'])} | {_fmt(means['mid'])} | {_fmt(means['high'])} | {_fmt(_mean(gaps))} | {len(done)} |")
-                bars[row] = [means[g] for g in ("low", "mid", "high")]
+                writer.writerow([row, target, which, *(_fmt(means[g]) for g in RESOURCE_GROUPS), _fmt(gap), len(done)])
+                rows_text.append(f"| {row} | {_fmt(means['low'])} | {_fmt(means['mid'])} | {_fmt(means['high'])} | {_fmt(gap)} | {len(done)} |")
+                bars[row] = [means[g] for g in RESOURCE_GROUPS]
                 written += 1
             if bars:
                 lines += [f"**{target}**: drop from English (points), {which} languages", "",
                           "| row | low | mid | high | transfer gap | seeds |", "| --- | --- | --- | --- | --- | --- |", *rows_text]
-                fig, ax = plt.subplots(figsize=(5.5, 3.4))
-                width = 0.8 / len(bars)
-                for k, (row, values) in enumerate(bars.items()):
-                    present = [(i, v) for i, v in enumerate(values) if v is not None]  # a group without languages: no bar
-                    ax.bar([i + k * width for i, _ in present], [v for _, v in present], width=width, label=row)
-                ax.axhline(0, color="black", linewidth=0.6)
-                groups = ["low", "mid", "high"]
-                empty = {i for i in range(3) if all(values[i] is None for values in bars.values())}
-                ax.set_xticks([i + 0.4 - width / 2 for i in range(3)], [f"{g}\n(no languages)" if i in empty else g for i, g in enumerate(groups)])
-                ax.set_xlabel("language resource group")
-                ax.set_ylabel("drop from English (points)")
-                ax.set_title(f"{report.grid}: {target}", fontsize=9)
-                ax.legend(fontsize=7)
-                fig.tight_layout()
-                path = report.path(f"resource_groups_{target}.png")
-                fig.savefig(path, dpi=120)
-                plt.close(fig)
-                files.append(path)
-                lines += ["", f"![{target}]({path.name})", ""]
+                files.append(_resource_group_chart(report, plt, target, bars))
+                lines += ["", f"![{target}]({files[-1].name})", ""]
     if not written:
         table.unlink()
         return None
     return Section("Robustness by language resource group", "\n".join(lines), [table, *files])
+
+
+def _resource_group_drops(cells, target: str) -> tuple[dict[str, float | None], float | None, str | None]:
+    """Over one row's finished cells (those with an English score): the mean drop from English
+    per resource group, the mean transfer gap (None: no cell had one) and which languages were
+    counted (None: no cell had an English score)."""
+    from xit_dist.tasks.languages import resource_groups
+
+    per_group: dict[str, list[float]] = {group: [] for group in RESOURCE_GROUPS}
+    gaps = []
+    which = None
+    for cell in cells:
+        scores = cell.language_scores()
+        if "en" not in scores:
+            continue
+        langs, which = _evaluated_languages(target, set(scores) - {"en"})
+        for group, members in resource_groups(langs).items():
+            if members:
+                per_group[group].append(statistics.fmean(scores["en"] - scores[lang] for lang in members))
+        if langs:
+            gaps.append(scores["en"] - statistics.fmean(scores[lang] for lang in langs))
+    return {group: _mean(values) for group, values in per_group.items()}, _mean(gaps), which
+
+
+def _resource_group_chart(report: GridReport, plt, target: str, bars: dict[str, list[float | None]]):
+    """Bars of the drop from English per resource group, one per row; a group without
+    languages is named so under its empty place."""
+    empty = {i for i in range(len(RESOURCE_GROUPS)) if all(values[i] is None for values in bars.values())}
+    ticks = [f"{g}\n(no languages)" if i in empty else g for i, g in enumerate(RESOURCE_GROUPS)]
+    return _grouped_bars(
+        report, plt, bars, ticks, f"resource_groups_{target}.png", figsize=(5.5, 3.4),
+        ylabel="drop from English (points)", title=f"{report.grid}: {target}",
+        xlabel="language resource group", zero_line=True,
+    )
+
+
+# ---------------------------------------------------------------------------------- figures
+
+
+def _grouped_bars(
+    report: GridReport, plt, bars: dict[str, list[float | None]], ticks: list[str], filename: str, *,
+    figsize: tuple[float, float], ylabel: str, title: str, xlabel: str | None = None, zero_line: bool = False,
+):
+    """One group of bars per tick, one bar per row (a None value: no bar), saved as ``filename``."""
+    fig, ax = plt.subplots(figsize=figsize)
+    width = 0.8 / len(bars)
+    for k, (row, values) in enumerate(bars.items()):
+        present = [(i, v) for i, v in enumerate(values) if v is not None]
+        ax.bar([i + k * width for i, _ in present], [v for _, v in present], width=width, label=row)
+    if zero_line:
+        ax.axhline(0, color="black", linewidth=0.6)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(ticks))], ticks)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    return _save_figure(report, plt, fig, filename)
+
+
+def _save_figure(report: GridReport, plt, fig, filename: str):
+    """Lay out, write (120 dpi) and close ``fig``; its path in the report folder."""
+    fig.tight_layout()
+    path = report.path(filename)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

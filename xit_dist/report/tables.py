@@ -20,8 +20,8 @@ same MLflow experiment (tag ``xit.report_for``), replaced on every report.
 
 Study-specific sections: a function ``(GridReport) -> Section | None`` decorated with
 ``@report_section("<study>")`` runs for grids whose ``study:`` (tag ``xit.study``) is that name;
-``@report_section()`` runs for every grid. Add them to this module or to a module imported at
-its end.
+``@report_section()`` runs for every grid. Add them to this module or to a module that
+``xit_dist/report/__init__.py`` imports (as it imports ``studies``).
 """
 
 from __future__ import annotations
@@ -36,12 +36,16 @@ from typing import Callable
 
 from xit_dist.errors import XitError
 from xit_dist.evaluate.metrics import benchmark_score, task_score
-from xit_dist.plan.grid import AXIS_TAG_PREFIX, CELL_TAG, CELLS_TAG, GRID_TAG, INDEX_TAG, NO_INTERMEDIATE, SEED_TAG, STUDY_TAG, is_grid_file
-
-REPORT_TAG = "xit.report_for"
+from xit_dist.config import layout
+from xit_dist.plan.grid import NO_INTERMEDIATE, is_grid_file
+from xit_dist.tasks.languages import SOURCE_LANGUAGE
+from xit_dist.tracking.store import DEFAULT_STORE_FILE
+from xit_dist.tracking.tags import (
+    AXIS_TAG_PREFIX, CELL_TAG, CELLS_TAG, GRID_TAG, INDEX_TAG, INTERMEDIATE_TAG, KIND_TAG, REPORT_KIND, REPORT_TAG, SEED_TAG,
+    STUDY_TAG, TARGET_TAG,
+)
 BENCHMARKS = ("xtreme", "xtreme-r")
 QA_METRICS = ("f1", "exact_match")
-SOURCE_LANGUAGE = "en"
 
 
 # ---------------------------------------------------------------------------------- data
@@ -82,7 +86,7 @@ class CellResult:
         if not names:
             return None
         try:
-            from xit_dist.tasks import get_task
+            from xit_dist.tasks.registry import get_task
 
             registered = get_task(self.target).metric
         except XitError:
@@ -119,7 +123,7 @@ class CellResult:
         (LAReQA), the run's logged ``.avg``, weighted by the query counts the run saw; it stands
         when ``scores`` covers exactly the run's languages (a subset has no counts here, and
         falls back to the mean over languages)."""
-        from xit_dist.tasks import get_task
+        from xit_dist.tasks.registry import get_task
 
         try:
             if get_task(self.target).average != "queries":
@@ -150,22 +154,19 @@ class GridReport:
     client: object                # mlflow.tracking.MlflowClient, for sections that read child runs or artifacts
     experiment_id: str
 
+    def _in_grid_order(self, label: Callable[[CellResult], str]) -> list[str]:
+        """Each distinct ``label`` of the cells once, in the grid's cell order."""
+        return list(dict.fromkeys(label(cell) for cell in sorted(self.cells, key=lambda c: c.index)))
+
     @property
     def rows(self) -> list[str]:
-        seen: list[str] = []
-        for cell in sorted(self.cells, key=lambda c: c.index):
-            if cell.row not in seen:
-                seen.append(cell.row)
+        seen = self._in_grid_order(lambda cell: cell.row)
         baselines = [r for r in seen if r.split(", ")[0] == NO_INTERMEDIATE]
         return baselines + [r for r in seen if r not in baselines]
 
     @property
     def targets(self) -> list[str]:
-        seen: list[str] = []
-        for cell in sorted(self.cells, key=lambda c: c.index):
-            if cell.target not in seen:
-                seen.append(cell.target)
-        return seen
+        return self._in_grid_order(lambda cell: cell.target)
 
     def group(self, row: str, target: str) -> list[CellResult]:
         return [c for c in self.cells if c.row == row and c.target == target]
@@ -368,7 +369,7 @@ def per_language_matrix(report: GridReport, target: str) -> dict[str, tuple[list
 
 def _language_order(task: str, present: set[str]) -> list[str]:
     try:
-        from xit_dist.tasks import get_task
+        from xit_dist.tasks.registry import get_task
 
         order = list(get_task(task).languages)
     except XitError:
@@ -496,7 +497,7 @@ def benchmark_plot(report: GridReport, rows_out) -> Path:
 def resolve_source(experiment_or_grid: str, tracking_uri: str | None, grid: str | None) -> tuple[str, str, str | None]:
     """(tracking URI, experiment, grid filter) from a grid file or an experiment name."""
     if Path(experiment_or_grid).is_file():
-        from xit_dist.config.spec import read_yaml_mapping
+        from xit_dist.config.load import read_yaml_mapping
 
         read_yaml_mapping(experiment_or_grid)  # a file that cannot be read is one line naming it, not an experiment name
     if is_grid_file(experiment_or_grid):
@@ -505,11 +506,11 @@ def resolve_source(experiment_or_grid: str, tracking_uri: str | None, grid: str 
 
         loaded = load_grid(experiment_or_grid)
         spec = loaded.cells[0].spec
-        uri = tracking_uri or resolve_tracking_uri(spec.tracking.uri, Path(spec.output_dir).expanduser().resolve())
+        uri = tracking_uri or resolve_tracking_uri(spec.tracking.uri, layout.output_root(spec.output_dir))
         return uri, spec.tracking.experiment, grid or loaded.name
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if uri is None:
-        default = Path("xit_runs/mlflow.db")
+        default = layout.default_output_dir() / DEFAULT_STORE_FILE
         if not default.is_file():
             raise XitError("report: no MLflow store: pass --tracking-uri, set MLFLOW_TRACKING_URI, or give the grid file")
         uri = f"sqlite:///{default.resolve()}"
@@ -533,8 +534,8 @@ def read_cells(client, experiment_id: str, grid: str | None) -> dict[str, list[C
                 name=tags[CELL_TAG],
                 index=int(tags.get(INDEX_TAG, 0)),
                 labels=labels,
-                target=tags.get("xit.target", labels.get("target", "?")),
-                intermediate=labels.get("intermediate", tags.get("xit.intermediate", NO_INTERMEDIATE).replace(",", "+")),
+                target=tags.get(TARGET_TAG, labels.get("target", "?")),
+                intermediate=labels.get("intermediate", tags.get(INTERMEDIATE_TAG, NO_INTERMEDIATE).replace(",", "+")),
                 seed=tags.get(SEED_TAG, labels.get("seed", "0")),
                 status=run.info.status,
                 metrics=dict(run.data.metrics),
@@ -597,7 +598,7 @@ def write_report(experiment_or_grid: str, tracking_uri: str | None = None, grid:
         if existing:
             run_id = existing[0].info.run_id
         else:
-            run_id = client.create_run(found.experiment_id, run_name=f"report:{name}", tags={REPORT_TAG: name, "xit.kind": "report"}).info.run_id
+            run_id = client.create_run(found.experiment_id, run_name=f"report:{name}", tags={REPORT_TAG: name, KIND_TAG: REPORT_KIND}).info.run_id
         for path in [markdown, *files]:
             client.log_artifact(run_id, str(path), "report")
         client.set_terminated(run_id, "FINISHED")
@@ -605,6 +606,3 @@ def write_report(experiment_or_grid: str, tracking_uri: str | None = None, grid:
         print(f"report {name}: {markdown} ({len(files)} more files); MLflow run {run_id} (experiment {experiment!r})")
     return written
 
-
-# The studies' sections (data size, calibration, multilingual) register on import.
-from xit_dist.report import studies  # noqa: E402,F401

@@ -23,22 +23,22 @@ from pathlib import Path
 import yaml
 
 from xit_dist.errors import XitError
+from xit_dist.config import layout
 
 HOST = "127.0.0.1"
-DEFAULT_OUTPUT_DIR = "xit_runs"
 STARTUP_TIMEOUT_S = 120
 
 
 def store_for(spec_path: str | None, overrides: list[str], store: str | None) -> tuple[str, Path | None]:
     """(tracking URI, artifact directory) of an experiment or search spec, or of the default layout."""
-    from xit_dist.config.spec import load_spec
+    from xit_dist.config.load import load_spec
     from xit_dist.tracking.store import resolve_tracking_uri
 
     if store:
         uri = store if "://" in store else f"sqlite:///{Path(store).expanduser().resolve()}"
         return uri, None
     if spec_path is None:
-        output_dir, configured = Path(DEFAULT_OUTPUT_DIR), None
+        output_dir, configured = layout.default_output_dir(), None
     else:
         if _is_search_spec(spec_path):
             from xit_dist.tune.search_spec import load_search_spec
@@ -47,8 +47,8 @@ def store_for(spec_path: str | None, overrides: list[str], store: str | None) ->
         else:
             spec = load_spec(spec_path, overrides)
         output_dir, configured = Path(spec.output_dir), spec.tracking.uri
-    output_dir = output_dir.expanduser().resolve()
-    return resolve_tracking_uri(configured, output_dir), output_dir / "mlartifacts"
+    output_dir = layout.output_root(output_dir)
+    return resolve_tracking_uri(configured, output_dir), layout.artifacts_dir(output_dir)
 
 
 def _is_search_spec(path: str) -> bool:

@@ -1,13 +1,15 @@
-"""``xit-dist run GRID``: every distinct phase of a grid trained once, independent phases at the
-same time, then each cell's evaluation and MLflow runs.
+"""The one scheduler of ``xit-dist run``: every distinct phase of a grid trained once,
+independent phases at the same time, then each cell's evaluation and MLflow runs. A single spec
+runs as a one-cell grid through the same scheduler, told as a single run (``SpecStyle``).
 
 Scheduling is over distinct phases (``grid.shared_phases``), not cells: a phase starts when its
 upstream phase is done and the cluster has room, so a phase two cells need is trained by one of
 them while the other waits for it. Each phase is its own Ray Train ``TorchTrainer`` (its own
 worker group), and its ``fit()`` runs in a driver thread: ``fit()`` only starts a controller
 actor and waits on it, and Ray Train V2 supports calling it off the main thread (it skips its
-SIGINT handler there, as it does under Tune). The threads are daemons so that an interrupted
-driver exits at once; a rerun resumes from what is on disk.
+SIGINT handler there, as it does under Tune, so Ctrl-C reaches the main thread as
+KeyboardInterrupt). The threads are daemons so that an interrupted driver exits at once; a rerun
+resumes from what is on disk.
 
 MLflow: one parent run per cell (found again by the spec fingerprint, tagged with the grid and
 the cell's axis labels) and one child per phase of the cell (found again by the phase hash). A
@@ -18,48 +20,28 @@ MLflow from the driver.
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
-from xit_dist.errors import XitError
+from xit_dist.config.spec import ExperimentSpec
+from xit_dist.console import say
+from xit_dist.errors import GridFailed, XitError
 from xit_dist.evaluate.results import TaskResults
 from xit_dist.plan.grid import Cell, Grid, SharedPhase, shared_phases
-from xit_dist.console import say
-from xit_dist.plan.phases import encoder_evaluation, phase_dir
-from xit_dist.plan.preflight import ResolvedInputs, preflight
-from xit_dist.run.session import (
-    PreparedRun,
-    check_cluster_resources,
-    evaluate_encoder,
-    end_open_runs,
-    evaluate_target,
-    log_results,
-    open_evaluation_run,
-    open_parent_run,
-    open_phase_run,
-    open_tracker,
-    phase_job,
-    prepare_run,
-    record_phase,
-    start_ray,
-    train_phase,
-    warn_if_disk_short,
+from xit_dist.config.layout import phase_dir
+from xit_dist.plan.phases import EncoderEvaluation, Phase, encoder_evaluation
+from xit_dist.run.evaluation import evaluate_encoder, evaluate_target
+from xit_dist.run.jobs import phase_job
+from xit_dist.run.runs import (
+    end_open_runs, log_results, mark_trained_in, open_evaluation_run, open_parent_run, open_phase_run, record_phase,
 )
-from xit_dist.config.spec import ExperimentSpec
-from xit_dist.run.storage import check_shared_storage, cluster_hosts
+from xit_dist.run.session import PreparedRun, Session, open_session, train_phase
+from xit_dist.tracking.tags import GRID_TAG
 from xit_dist.train.phase import PhaseOutcome, completed_record, output_subdir
-
-TRAINED_IN_TAG = "xit.trained_in"
-
-
-class GridFailed(XitError):
-    """Some phases or evaluations failed; the rest of the grid ran. Rerunning resumes."""
-
-    exit_code = 1
 
 
 @dataclass(frozen=True)
@@ -90,7 +72,7 @@ class Capacity:
         if self.max_jobs is not None:
             return self.jobs < self.max_jobs
         if self.jobs == 0:
-            return True  # check_cluster_resources made sure one fits
+            return True  # connect_cluster made sure one fits
         return self.used_cpu + need.cpu <= self.cpu + 1e-9 and self.used_gpu + need.gpu <= self.gpu + 1e-9
 
     def take(self, need: Need) -> None:
@@ -118,6 +100,17 @@ class CellRun:
     results: TaskResults | None = None
     failure: str | None = None
 
+    @property
+    def evaluation(self) -> EncoderEvaluation | None:
+        """The target evaluated straight from an encoder, or None when the target trains."""
+        return encoder_evaluation(self.run.spec, self.run.phases)
+
+    @property
+    def target_child(self) -> str:
+        """The child run the zero-shot results go to."""
+        evaluation = self.evaluation
+        return self.children[evaluation.id if evaluation else self.run.phases[-1].hash]
+
 
 @dataclass
 class GridSummary:
@@ -131,37 +124,43 @@ class GridSummary:
     events: list[tuple[float, str, str]]  # (seconds since start, "start" | "end", job)
 
 
-def _preflight_key(spec: ExperimentSpec) -> str:
-    """Cells that read the same model and data share one preflight (stage training settings do
-    not change what it checks)."""
-    stages = [s.model_dump(mode="json", exclude={"training"}) for s in [*spec.intermediate, spec.target]]
-    return json.dumps([spec.model.model_dump(mode="json"), spec.data.model_dump(mode="json"),
-                       spec.evaluation.model_dump(mode="json"), stages], sort_keys=True)
+@dataclass
+class RunSummary:
+    """What ``xit-dist run SPEC`` did: the run's directory, its MLflow runs, phases and results."""
+
+    run_dir: Path
+    tracking_uri: str
+    parent_run_id: str
+    phase_run_ids: dict[str, str]  # phase id / evaluation id -> MLflow run id
+    phases: list[PhaseOutcome]
+    results: TaskResults
 
 
-def prepare_cells(grid: Grid, out: Callable[[str], None]) -> list[CellRun]:
-    checked: dict[str, ResolvedInputs] = {}
-    runs = []
-    for cell in grid.cells:
-        key = _preflight_key(cell.spec)
-        if key not in checked:
-            out(f"== preflight: model {cell.spec.model.name_or_path}, data {cell.spec.data.local_dir or 'hub'}, "
-                f"tasks {', '.join(s.task for s in [*cell.spec.intermediate, cell.spec.target])}")
-            try:
-                checked[key] = preflight(cell.spec)
-            except XitError as err:  # same one line, saying which cell needs the missing piece
-                raise type(err)(f"cell {cell.name}: {err}") from None
-        runs.append(CellRun(cell, prepare_run(cell.spec, out, inputs=checked[key])))
-    return runs
+# ---------------------------------------------------------------------------------- entry points
 
 
-def check_grid_cluster(cells: list[CellRun]) -> None:
-    """Ray up, every distinct worker-group shape fits the cluster, storage shared across nodes."""
-    first = cells[0].run
-    start_ray(first.spec.distributed.address)
-    for spec in {json.dumps(c.run.spec.distributed.model_dump(mode="json")): c.run.spec for c in cells}.values():
-        check_cluster_resources(spec)
-    check_shared_storage(first.output_dir, cluster_hosts(), first.spec.distributed.assume_shared_storage)
+def run_grid(grid: Grid, max_concurrent: int | None = None, out: Callable[[str], None] = say) -> GridSummary:
+    """``xit-dist run GRID``: every cell's phases, shared ones once; GridFailed when a cell did not finish."""
+    if max_concurrent is not None and max_concurrent < 1:
+        raise XitError(f"--max-concurrent-phases: must be at least 1 (got {max_concurrent})")
+    session = open_session([cell.spec for cell in grid.cells], [cell.name for cell in grid.cells], out)
+    return schedule(session, grid, max_concurrent, GridStyle(out))
+
+
+def run_experiment(spec: ExperimentSpec, out: Callable[[str], None] = say) -> RunSummary:
+    """``xit-dist run SPEC``: the spec as a one-cell grid; a failure is raised as itself."""
+    session = open_session([spec], None, out)
+    cell = Cell(spec.name, spec, {}, spec.name, None, 1, 0)
+    return schedule(session, Grid(spec.name, None, "", [], [cell]), None, SpecStyle(out))
+
+
+def schedule(session: Session, grid: Grid, max_concurrent: int | None, style: "Style"):
+    """The cells' phases and evaluations on the session's cluster, as ``style`` tells them."""
+    import ray
+
+    cells = [CellRun(cell, run) for cell, run in zip(grid.cells, session.runs)]
+    capacity = Capacity(ray.cluster_resources(), max_concurrent)
+    return Scheduler(grid, cells, session.tracker, capacity, style).run()
 
 
 class _Threads:
@@ -187,25 +186,16 @@ class _Threads:
         return key, self.running.pop(key), value, error
 
 
-def run_grid(grid: Grid, max_concurrent: int | None = None, out: Callable[[str], None] = say) -> GridSummary:
-    from xit_dist.console import quiet_third_party
-
-    if max_concurrent is not None and max_concurrent < 1:
-        raise XitError(f"--max-concurrent-phases: must be at least 1 (got {max_concurrent})")
-    quiet_third_party()
-    cells = prepare_cells(grid, out)
-    tracker = open_tracker(cells[0].run)
-    first = cells[0].run
-    warn_if_disk_short(first.spec, [sp.phase for sp in shared_phases(grid.cells)], first.output_dir, out)
-    check_grid_cluster(cells)
-    import ray
-
-    return _Scheduler(grid, cells, tracker, Capacity(ray.cluster_resources(), max_concurrent), out).run()
+# ---------------------------------------------------------------------------------- scheduler
 
 
-class _Scheduler:
-    def __init__(self, grid: Grid, cells: list[CellRun], tracker, capacity: Capacity, out: Callable[[str], None]):
-        self.grid, self.cells, self.tracker, self.capacity, self.out = grid, cells, tracker, capacity, out
+class Scheduler:
+    """Distinct phases of the cells, each started when its upstream is done and there is room;
+    each cell's evaluation once its last phase is. ``style`` says what the user sees and whether
+    a failure ends the whole run or only its cells."""
+
+    def __init__(self, grid: Grid, cells: list[CellRun], tracker, capacity: Capacity, style: "Style"):
+        self.grid, self.cells, self.tracker, self.capacity, self.style = grid, cells, tracker, capacity, style
         self.by_cell = {c.cell.name: c for c in cells}
         # Phases many cells wait for (intermediate phases) go first; grid order otherwise.
         self.pending = sorted(shared_phases(grid.cells), key=lambda sp: -len(sp.cells))
@@ -221,12 +211,10 @@ class _Scheduler:
         self.t0 = time.monotonic()
 
     # ------------------------------------------------------------------ main loop
-    def run(self) -> GridSummary:
-        to_train = sum(1 for sp in self.pending if completed_record(self._dir(sp)) is None)
-        self.out(f"== grid {self.grid.name}: {len(self.cells)} cells ({self.grid.shape()}), {len(self.pending)} distinct phases, "
-                 f"{to_train} to train; {self.capacity.describe()}")
+    def run(self):
+        self.style.begin(self)
         for cell_run in self.cells:
-            cell_run.parent = open_parent_run(self.tracker, cell_run.run, cell_run.cell.tags)
+            cell_run.parent = open_parent_run(self.tracker, cell_run.run, self.style.parent_tags(cell_run.cell))
         try:
             while True:
                 self._start_what_can_start()
@@ -243,7 +231,7 @@ class _Scheduler:
             status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
             end_open_runs(self.tracker, [i for c in self.cells for i in (*c.children.values(), c.parent) if i], status)
             raise
-        return self._summary()
+        return self.style.end(self)
 
     def _start_what_can_start(self) -> None:
         """Phases already on disk (or blocked by a failed upstream) first, without resources; then
@@ -271,11 +259,13 @@ class _Scheduler:
                 self._fail_phase(sp, f"upstream phase {upstream.id} failed")
                 progressed = True
             elif self._ready(sp):
-                record = completed_record(self._dir(sp))
+                record = completed_record(self.phase_dir_of(sp))
                 if record is not None:
                     self.pending.remove(sp)
                     self.reused.append(sp.phase.id)
-                    self._phase_finished(sp, PhaseOutcome(record, output_subdir(self._dir(sp), sp.phase.saves), reused=True), None)
+                    owner = self.by_cell[sp.cells[0].name].run
+                    self.style.phase_found_done(owner, sp.phase)
+                    self._phase_finished(sp, PhaseOutcome(record, output_subdir(self.phase_dir_of(sp), sp.phase.saves), reused=True), None)
                     progressed = True
         return progressed
 
@@ -286,7 +276,7 @@ class _Scheduler:
         self.peak = max(self.peak, self.capacity.jobs)
         return True
 
-    def _dir(self, sp: SharedPhase):
+    def phase_dir_of(self, sp: SharedPhase) -> Path:
         return phase_dir(sp.cells[0].spec, sp.phase)
 
     # ------------------------------------------------------------------ phases
@@ -294,23 +284,21 @@ class _Scheduler:
         owner = self.by_cell[sp.cells[0].name]
         phase, run = sp.phase_of(owner.cell), owner.run
         child = owner.children[sp.hash] = open_phase_run(self.tracker, run, owner.parent, phase)
-        init_dir = run.init_dir(phase)
-        job = phase_job(run.spec, phase, init_dir, run.inputs, run.tracking_uri, child)
+        job = phase_job(run.spec, phase, run.init_dir(phase), run.inputs, run.tracking_uri, child)
         self.started[sp.hash] = sp
         self.events.append((time.monotonic() - self.t0, "start", sp.hash))
-        self.out(f"== start {phase.kind} {phase.task} [{phase.id}] from {init_dir}, for {len(sp.cells)} cell(s); "
-                 f"{self.capacity.jobs} worker group(s) running")
+        self.style.phase_started(run, phase, len(sp.cells), self.capacity.jobs)
         self.threads.start(sp.hash, Need.of(run.spec), lambda: train_phase(run, phase, job))
 
     def _phase_finished(self, sp: SharedPhase, outcome: PhaseOutcome | None, error: BaseException | None) -> None:
         if error is not None:
-            self.out(f"== FAILED {sp.phase.kind} {sp.phase.task} [{sp.phase.id}]: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+            self.style.phase_failed(sp.phase, error)
             self._fail_phase(sp, f"phase {sp.phase.id} failed: {type(error).__name__}")
             return
         self.outcomes[sp.hash] = outcome
         if not outcome.reused:
             self.trained.append(sp.phase.id)
-            self.out(f"== done {sp.phase.kind} {sp.phase.task} [{sp.phase.id}]")
+        self.style.phase_finished(sp.phase, outcome)
         owner = sp.cells[0].name
         for cell in sp.cells:
             cell_run = self.by_cell[cell.name]
@@ -320,7 +308,7 @@ class _Scheduler:
             child = cell_run.children.get(sp.hash) or open_phase_run(self.tracker, cell_run.run, cell_run.parent, phase)
             cell_run.children[sp.hash] = child
             if cell.name != owner:  # the owner (first cell needing it, in grid order) trains it in every invocation
-                self.tracker.set_tags(child, {TRAINED_IN_TAG: owner})
+                mark_trained_in(self.tracker, child, owner)
             record_phase(self.tracker, cell_run.run, phase, child)
             if phase.hash == cell_run.run.phases[-1].hash:
                 self.waiting_evaluation.append(cell_run)
@@ -339,7 +327,7 @@ class _Scheduler:
     def _start_evaluation(self, cell_run: CellRun) -> None:
         run = cell_run.run
         spec, inputs, storage = run.spec, run.inputs, run.storage
-        evaluation = encoder_evaluation(spec, run.phases)
+        evaluation = cell_run.evaluation
         if evaluation is None:
             phase = run.phases[-1]
             outcome = self.outcomes[phase.hash]
@@ -347,33 +335,144 @@ class _Scheduler:
         else:
             cell_run.children[evaluation.id] = open_evaluation_run(self.tracker, run, cell_run.parent, evaluation)
             model_dir = run.init_dir(evaluation)
+            self.style.encoder_evaluation_started(evaluation, model_dir)
             work = lambda: evaluate_encoder(spec, evaluation, model_dir, inputs, storage)  # noqa: E731
         self.events.append((time.monotonic() - self.t0, "start", f"eval:{cell_run.cell.name}"))
         self.threads.start(f"eval:{cell_run.cell.name}", Need.of(spec), work)
 
     def _evaluation_finished(self, cell_run: CellRun, results: TaskResults | None, error: BaseException | None) -> None:
         if error is not None:
-            self.out(f"== FAILED evaluation of {cell_run.cell.name}: {type(error).__name__}: {error}")
+            self.style.evaluation_failed(cell_run, error)
             self._fail_cell(cell_run, f"evaluation failed: {type(error).__name__}")
             return
-        run = cell_run.run
-        evaluation = encoder_evaluation(run.spec, run.phases)
-        child = cell_run.children[evaluation.id if evaluation else run.phases[-1].hash]
-        log_results(self.tracker, run, cell_run.parent, child, results)
+        log_results(self.tracker, cell_run.run, cell_run.parent, cell_run.target_child, results)
         cell_run.results = results
-        primary = results.primary_metric
-        self.out(f"== {cell_run.cell.name}: {results.task} {primary} avg {sum(results.column(primary).values()) / len(results.per_language):.2f}")
+        self.style.evaluation_finished(cell_run, results)
 
-    # ------------------------------------------------------------------ end
-    def _summary(self) -> GridSummary:
-        ids = {sp.hash: sp.phase.id for sp in shared_phases(self.grid.cells)}
-        failed = [ids[h] for h in self.failed]
-        summary = GridSummary(self.grid, self.cells[0].run.tracking_uri, self.cells, self.trained, self.reused, failed, self.peak, self.events)
-        unfinished = [c for c in self.cells if c.results is None]
-        self.out(f"== grid {self.grid.name}: {len(self.cells) - len(unfinished)}/{len(self.cells)} cells finished; "
-                 f"trained {len(self.trained)} phase(s), reused {len(self.reused)}; at most {self.peak} worker group(s) at once\n"
-                 f"MLflow: {summary.tracking_uri} (experiment {self.cells[0].run.spec.tracking.experiment!r}, tag xit.grid = {self.grid.name!r})")
+
+# ---------------------------------------------------------------------------------- what the user sees
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else ""
+
+
+class Style:
+    """What the user sees of a scheduled run, and what a failure ends: the scheduler calls these
+    at each event; each says nothing unless a subclass says otherwise."""
+
+    def __init__(self, out: Callable[[str], None]):
+        self.out = out
+
+    def parent_tags(self, cell: Cell) -> dict[str, str] | None:
+        return None
+
+    def begin(self, s: Scheduler) -> None:
+        pass
+
+    def phase_found_done(self, run: PreparedRun, phase: Phase) -> None:
+        pass
+
+    def phase_started(self, run: PreparedRun, phase: Phase, cells: int, running: int) -> None:
+        pass
+
+    def phase_finished(self, phase: Phase, outcome: PhaseOutcome) -> None:
+        pass
+
+    def phase_failed(self, phase: Phase, error: BaseException) -> None:
+        pass
+
+    def encoder_evaluation_started(self, evaluation: EncoderEvaluation, model_dir: str) -> None:
+        pass
+
+    def evaluation_failed(self, cell_run: CellRun, error: BaseException) -> None:
+        pass
+
+    def evaluation_finished(self, cell_run: CellRun, results: TaskResults) -> None:
+        pass
+
+    def end(self, s: Scheduler):
+        raise NotImplementedError
+
+
+class GridStyle(Style):
+    """A grid as the user sees it: a line per phase started, done or failed and per cell
+    evaluated; a failure ends only the cells it touches, the rest of the grid runs on."""
+
+    def parent_tags(self, cell: Cell) -> dict[str, str] | None:
+        return cell.tags
+
+    def begin(self, s: Scheduler) -> None:
+        to_train = sum(1 for sp in s.pending if completed_record(s.phase_dir_of(sp)) is None)
+        self.out(f"== grid {s.grid.name}: {len(s.cells)} cells ({s.grid.shape()}), {len(s.pending)} distinct phases, "
+                 f"{to_train} to train; {s.capacity.describe()}")
+
+    def phase_started(self, run: PreparedRun, phase: Phase, cells: int, running: int) -> None:
+        self.out(f"== start {phase.kind} {phase.task} [{phase.id}] from {run.init_dir(phase)}, for {cells} cell(s); "
+                 f"{running} worker group(s) running")
+
+    def phase_finished(self, phase: Phase, outcome: PhaseOutcome) -> None:
+        if not outcome.reused:
+            self.out(f"== done {phase.kind} {phase.task} [{phase.id}]")
+
+    def phase_failed(self, phase: Phase, error: BaseException) -> None:
+        self.out(f"== FAILED {phase.kind} {phase.task} [{phase.id}]: {type(error).__name__}: {_first_line(error)}")
+
+    def evaluation_failed(self, cell_run: CellRun, error: BaseException) -> None:
+        self.out(f"== FAILED evaluation of {cell_run.cell.name}: {type(error).__name__}: {error}")
+
+    def evaluation_finished(self, cell_run: CellRun, results: TaskResults) -> None:
+        primary = results.primary_metric
+        average = sum(results.column(primary).values()) / len(results.per_language)
+        self.out(f"== {cell_run.cell.name}: {results.task} {primary} avg {average:.2f}")
+
+    def end(self, s: Scheduler) -> GridSummary:
+        """The grid's closing lines; GridFailed (exit 1) when a cell did not finish."""
+        ids = {sp.hash: sp.phase.id for sp in shared_phases(s.grid.cells)}
+        failed = [ids[h] for h in s.failed]
+        summary = GridSummary(s.grid, s.cells[0].run.tracking_uri, s.cells, s.trained, s.reused, failed, s.peak, s.events)
+        unfinished = [c for c in s.cells if c.results is None]
+        self.out(f"== grid {s.grid.name}: {len(s.cells) - len(unfinished)}/{len(s.cells)} cells finished; "
+                 f"trained {len(s.trained)} phase(s), reused {len(s.reused)}; at most {s.peak} worker group(s) at once\n"
+                 f"MLflow: {summary.tracking_uri} (experiment {s.cells[0].run.spec.tracking.experiment!r}, tag {GRID_TAG} = {s.grid.name!r})")
         if unfinished:
             reasons = sorted({c.failure or "not run" for c in unfinished})
-            raise GridFailed(f"grid {self.grid.name}: {len(unfinished)} cell(s) unfinished ({'; '.join(reasons)}); rerun the same command to resume")
+            raise GridFailed(f"grid {s.grid.name}: {len(unfinished)} cell(s) unfinished ({'; '.join(reasons)}); rerun the same command to resume")
         return summary
+
+
+class SpecStyle(Style):
+    """A single spec as the user sees it: its phases numbered in order, then the results table;
+    a failing phase or evaluation is raised as its own error (its runs end FAILED)."""
+
+    def phase_found_done(self, run: PreparedRun, phase: Phase) -> None:
+        self.phase_started(run, phase, 1, 0)
+
+    def phase_started(self, run: PreparedRun, phase: Phase, cells: int, running: int) -> None:
+        self.out(f"== phase {phase.index + 1}/{len(run.phases)} {phase.kind} {phase.task} [{phase.id}] from {run.init_dir(phase)}")
+
+    def phase_finished(self, phase: Phase, outcome: PhaseOutcome) -> None:
+        if outcome.reused:
+            self.out(f"   already trained: reusing {outcome.output_dir}")
+
+    def phase_failed(self, phase: Phase, error: BaseException) -> None:
+        raise error
+
+    def encoder_evaluation_started(self, evaluation: EncoderEvaluation, model_dir: str) -> None:
+        self.out(f"== {evaluation.task}: no training phase; evaluating {evaluation.encoder}: {model_dir}")
+
+    def evaluation_failed(self, cell_run: CellRun, error: BaseException) -> None:
+        raise error
+
+    def end(self, s: Scheduler) -> RunSummary:
+        """The results table, where they are written and the MLflow run."""
+        (cell_run,) = s.cells
+        run, results = cell_run.run, cell_run.results
+        self.out("")
+        self.out(results.table())
+        self.out(f"\nresults: {run.run_dir}\nMLflow: {run.tracking_uri} (experiment {run.spec.tracking.experiment!r}, run {cell_run.parent})")
+        phase_run_ids = {phase.id: cell_run.children[phase.hash] for phase in run.phases}
+        if cell_run.evaluation is not None:
+            phase_run_ids[cell_run.evaluation.id] = cell_run.children[cell_run.evaluation.id]
+        outcomes = [s.outcomes[phase.hash] for phase in run.phases]
+        return RunSummary(run.run_dir, run.tracking_uri, cell_run.parent, phase_run_ids, outcomes, results)

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from xit_dist.errors import XitError
+from xit_dist.tracking.tags import SPEC_METADATA_KEY
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
@@ -109,7 +110,7 @@ def _spec_argument(spec_path: Path) -> tuple[str, str, dict[str, str]]:
 def build_submission(spec_path: str, overrides: list[str]) -> tuple[str, dict]:
     """The entrypoint and runtime_env of the job (after validating the spec here)."""
     from xit_dist.plan.grid import is_grid_file, load_grid
-    from xit_dist.config.spec import load_spec
+    from xit_dist.config.load import load_spec
 
     job_overrides = [*overrides, "distributed.address=auto"]
     # Paths stay as written: the job's `run` resolves them where it starts, in its working
@@ -152,7 +153,7 @@ def submit(spec_path: str, overrides: list[str], address: str | None, wait: bool
     address = resolve_address(address)
     names = sorted(name for name in runtime_env["env_vars"] if name != SPEC_ENV)
     try:
-        job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, metadata={"xit.spec": Path(spec_path).name})
+        job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, metadata={SPEC_METADATA_KEY: Path(spec_path).name})
     except Exception as err:
         raise XitError(f"submit: the cluster at {address} refused the job: {' '.join(str(err).split())[:300]}") from None
     print(f"submitted {job_id} to {address}")

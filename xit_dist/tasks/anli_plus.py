@@ -10,7 +10,6 @@ Hub configs: both data sets have one config, ``plain_text`` (their old loading s
 BUILDER_CONFIG, kept by the Parquet conversion: ``facebook/anli/plain_text/``,
 ``stanfordnlp/snli/plain_text/``), so a local mirror keeps them under ``plain_text/``."""
 
-from xit_dist.tasks import register
 from xit_dist.tasks.base import DataSource, PairColumns, Task
 from xit_dist.tasks.mnli import NLI_LABELS, mnli_source
 
@@ -40,17 +39,15 @@ def _eval_source(split: str, lang: str) -> DataSource:
     return anli_source(f"{'dev' if split == 'validation' else 'test'}_r{EVAL_ROUND}")
 
 
-ANLI_PLUS = register(
-    Task(
-        name="anli_plus",
-        format="pair_classification",
-        description="ANLI R1-R3 + SNLI + MNLI under one NLI head (facebook/anli and stanfordnlp/snli, config plain_text; "
-        "nyu-mll/glue mnli); "
-        f"evaluates on ANLI round {EVAL_ROUND}.",
-        label_names=NLI_LABELS,
-        languages=("en",),
-        train=(*(anli_source(f"train_r{r}") for r in ANLI_ROUNDS), snli_source("train"), mnli_source("train")),
-        dev=anli_source(f"dev_r{EVAL_ROUND}"),
-        eval_source=_eval_source,
-    )
+ANLI_PLUS = Task(
+    name="anli_plus",
+    format="pair_classification",
+    description="ANLI R1-R3 + SNLI + MNLI under one NLI head (facebook/anli and stanfordnlp/snli, config plain_text; "
+    "nyu-mll/glue mnli); "
+    f"evaluates on ANLI round {EVAL_ROUND}.",
+    label_names=NLI_LABELS,
+    languages=("en",),
+    train=(*(anli_source(f"train_r{r}") for r in ANLI_ROUNDS), snli_source("train"), mnli_source("train")),
+    dev=anli_source(f"dev_r{EVAL_ROUND}"),
+    eval_source=_eval_source,
 )

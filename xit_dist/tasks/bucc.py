@@ -21,7 +21,6 @@ No training data: evaluated straight from an encoder (``retrieval`` format, rati
 """
 
 from xit_dist.errors import DataError
-from xit_dist.tasks import register
 from xit_dist.tasks.base import DataSource, Task
 from xit_dist.tasks.languages import task_languages
 from xit_dist.tasks.retrieval_rows import (
@@ -66,18 +65,16 @@ def _eval_source(split: str, lang: str) -> DataSource:
     return DataSource("bucc2018", f"{lang}-en", split, RetrievalColumns(), RELEASE_SCHEMA, language=lang, reader=read_bucc)
 
 
-BUCC = register(
-    Task(
-        name="bucc",
-        format="retrieval",
-        description="BUCC 2018 bitext mining (original release files: the hub copy has no distractors); "
-        "no training, ratio-margin mining, F1 at the threshold chosen on the dev (sample) gold.",
-        label_names=(),
-        languages=task_languages("bucc"),
-        train=None,
-        dev=None,
-        eval_source=_eval_source,
-        metric="f1",
-        benchmarks=("xtreme",),
-    )
+BUCC = Task(
+    name="bucc",
+    format="retrieval",
+    description="BUCC 2018 bitext mining (original release files: the hub copy has no distractors); "
+    "no training, ratio-margin mining, F1 at the threshold chosen on the dev (sample) gold.",
+    label_names=(),
+    languages=task_languages("bucc"),
+    train=None,
+    dev=None,
+    eval_source=_eval_source,
+    metric="f1",
+    benchmarks=("xtreme",),
 )

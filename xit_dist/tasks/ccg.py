@@ -25,7 +25,6 @@ from collections import Counter
 from pathlib import Path
 
 from xit_dist.errors import DataError
-from xit_dist.tasks import register
 from xit_dist.tasks.base import DataSource, Task
 from xit_dist.tasks.formats.token_tagging import TaggingColumns
 
@@ -48,7 +47,7 @@ def read_ccg_split(directory, source: DataSource):
     """``DataSource.reader``: one split of the user's CCG files as rows in ``CCG_SCHEMA``."""
     import datasets
 
-    from xit_dist.data.loading import hub_features
+    from xit_dist.data.hub_schema import hub_features
 
     folder = ccg_folder(Path(directory))
     vocabulary = tag_vocabulary(folder)
@@ -118,16 +117,14 @@ def ccg_source(split: str, lang: str = "en") -> DataSource:
     return DataSource("CCGbank (LDC-licensed)", None, split, CCG_COLUMNS, CCG_SCHEMA, reader=read_ccg_split)
 
 
-CCG = register(
-    Task(
-        name="ccg",
-        format="token_tagging",
-        description="CCG supertagging on CCGbank (LDC-licensed: user-supplied files in jiant's format); English, word accuracy.",
-        label_names=CCG_LABELS,
-        languages=("en",),
-        train=ccg_source("train"),
-        dev=ccg_source("validation"),
-        eval_source=ccg_source,
-        metric="accuracy",
-    )
+CCG = Task(
+    name="ccg",
+    format="token_tagging",
+    description="CCG supertagging on CCGbank (LDC-licensed: user-supplied files in jiant's format); English, word accuracy.",
+    label_names=CCG_LABELS,
+    languages=("en",),
+    train=ccg_source("train"),
+    dev=ccg_source("validation"),
+    eval_source=ccg_source,
+    metric="accuracy",
 )

@@ -3,7 +3,6 @@ passage. The context is the question; the choices are ``choices.text``; the gold
 ``answerKey`` ("A".."E") is looked up in the row's own ``choices.label``. The test split's
 ``answerKey`` is empty (hidden), so 'validation' and 'test' both evaluate on validation."""
 
-from xit_dist.tasks import register
 from xit_dist.tasks.base import DataSource, Task
 from xit_dist.tasks.choice_columns import ChoiceColumns
 
@@ -28,16 +27,14 @@ def _eval_source(split: str, lang: str) -> DataSource:
     return commonsenseqa_source("validation")
 
 
-COMMONSENSEQA = register(
-    Task(
-        name="commonsenseqa",
-        format="multiple_choice",
-        description="CommonsenseQA (tau/commonsense_qa), 5 choices; English only. "
-        "'validation' and 'test' both evaluate on validation (test answers are hidden).",
-        label_names=COMMONSENSEQA_LABELS,
-        languages=("en",),
-        train=commonsenseqa_source("train"),
-        dev=commonsenseqa_source("validation"),
-        eval_source=_eval_source,
-    )
+COMMONSENSEQA = Task(
+    name="commonsenseqa",
+    format="multiple_choice",
+    description="CommonsenseQA (tau/commonsense_qa), 5 choices; English only. "
+    "'validation' and 'test' both evaluate on validation (test answers are hidden).",
+    label_names=COMMONSENSEQA_LABELS,
+    languages=("en",),
+    train=commonsenseqa_source("train"),
+    dev=commonsenseqa_source("validation"),
+    eval_source=_eval_source,
 )

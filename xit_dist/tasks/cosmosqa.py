@@ -9,7 +9,6 @@ export (revision ``refs/convert/parquet``; not reachable from where this was wri
 checked against the live hub). A local mirror in this schema (``data.task_files``) also works.
 """
 
-from xit_dist.tasks import register
 from xit_dist.tasks.base import PARQUET_EXPORT, DataSource, Task
 from xit_dist.tasks.choice_columns import ChoiceColumns
 
@@ -32,16 +31,14 @@ def _eval_source(split: str, lang: str) -> DataSource:
     return cosmosqa_source("validation")
 
 
-COSMOSQA = register(
-    Task(
-        name="cosmosqa",
-        format="multiple_choice",
-        description="Cosmos QA (allenai/cosmos_qa), 4 answers; English only. "
-        "'validation' and 'test' both evaluate on validation (test labels are hidden).",
-        label_names=COSMOSQA_ANSWERS,
-        languages=("en",),
-        train=cosmosqa_source("train"),
-        dev=cosmosqa_source("validation"),
-        eval_source=_eval_source,
-    )
+COSMOSQA = Task(
+    name="cosmosqa",
+    format="multiple_choice",
+    description="Cosmos QA (allenai/cosmos_qa), 4 answers; English only. "
+    "'validation' and 'test' both evaluate on validation (test labels are hidden).",
+    label_names=COSMOSQA_ANSWERS,
+    languages=("en",),
+    train=cosmosqa_source("train"),
+    dev=cosmosqa_source("validation"),
+    eval_source=_eval_source,
 )

@@ -12,7 +12,6 @@ export (revision ``refs/convert/parquet``; not reachable from where this was wri
 checked against the live hub). A local mirror in this schema (``data.task_files``) also works.
 """
 
-from xit_dist.tasks import register
 from xit_dist.tasks.base import PARQUET_EXPORT, DataSource, Task
 from xit_dist.tasks.choice_columns import ChoiceColumns
 
@@ -42,16 +41,14 @@ def _eval_source(split: str, lang: str) -> DataSource:
     return hellaswag_source("validation")
 
 
-HELLASWAG = register(
-    Task(
-        name="hellaswag",
-        format="multiple_choice",
-        description="HellaSwag commonsense sentence completion (Rowan/hellaswag), 4 endings; English only. "
-        "'validation' and 'test' both evaluate on validation (test labels are hidden).",
-        label_names=HELLASWAG_LABELS,
-        languages=("en",),
-        train=hellaswag_source("train"),
-        dev=hellaswag_source("validation"),
-        eval_source=_eval_source,
-    )
+HELLASWAG = Task(
+    name="hellaswag",
+    format="multiple_choice",
+    description="HellaSwag commonsense sentence completion (Rowan/hellaswag), 4 endings; English only. "
+    "'validation' and 'test' both evaluate on validation (test labels are hidden).",
+    label_names=HELLASWAG_LABELS,
+    languages=("en",),
+    train=hellaswag_source("train"),
+    dev=hellaswag_source("validation"),
+    eval_source=_eval_source,
 )

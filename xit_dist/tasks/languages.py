@@ -14,6 +14,7 @@ import yaml
 from xit_dist.errors import SpecError
 
 METADATA_FILE = Path(__file__).with_name("languages.yaml")
+SOURCE_LANGUAGE = "en"  # the language every phase trains and selects its model in; the others are zero-shot
 HIGH_RESOURCE_GIB = 50.0
 MID_RESOURCE_GIB = 5.0
 Benchmark = Literal["xtreme", "xtreme-r"]

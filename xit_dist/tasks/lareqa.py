@@ -34,19 +34,8 @@ import json
 from pathlib import Path
 
 from xit_dist.errors import DataError
-from xit_dist.tasks import register
-from xit_dist.tasks.base import DataSource, Task
-from xit_dist.tasks.languages import task_languages
-from xit_dist.tasks.retrieval_rows import (
-    RELEASE_SCHEMA,
-    SOURCE,
-    TARGET,
-    RetrievalColumns,
-    prefix_friendly_order,
-    release_dir,
-    row,
-    rows_dataset,
-)
+from xit_dist.tasks.base import DataSource
+from xit_dist.tasks.retrieval_rows import SOURCE, TARGET, prefix_friendly_order, release_dir, release_retrieval_task, row, rows_dataset
 
 
 def _parse_language(path: Path, lang: str, part: str):
@@ -99,23 +88,9 @@ def read_lareqa(directory, source: DataSource):
     return rows_dataset(prefix_friendly_order(sources, pool))
 
 
-def _eval_source(split: str, lang: str) -> DataSource:
-    return DataSource("lareqa", "xquad-r", split, RetrievalColumns(), RELEASE_SCHEMA, language=lang, reader=read_lareqa)
-
-
-LAREQA = register(
-    Task(
-        name="lareqa",
-        format="retrieval",
-        description="LAReQA on XQuAD-R (release files; the hub copy is loading-script only): questions against "
-        "a multilingual pool of answer sentences, no training, mAP@20.",
-        label_names=(),
-        languages=task_languages("lareqa", "xtreme-r"),
-        train=None,
-        dev=None,
-        eval_source=_eval_source,
-        metric="map_at_20",
-        average="queries",  # utils_lareqa.mean_avg_prec_at_k: one mean over all questions of all languages
-        benchmarks=("xtreme-r",),
-    )
+# average "queries": utils_lareqa.mean_avg_prec_at_k takes one mean over all questions of all languages
+LAREQA = release_retrieval_task(
+    "lareqa", config="xquad-r", reader=read_lareqa, average="queries",
+    description="LAReQA on XQuAD-R (release files; the hub copy is loading-script only): questions against "
+    "a multilingual pool of answer sentences, no training, mAP@20.",
 )

@@ -32,19 +32,8 @@ import re
 from pathlib import Path
 
 from xit_dist.errors import DataError
-from xit_dist.tasks import register
-from xit_dist.tasks.base import DataSource, Task
-from xit_dist.tasks.languages import task_languages
-from xit_dist.tasks.retrieval_rows import (
-    RELEASE_SCHEMA,
-    SOURCE,
-    TARGET,
-    RetrievalColumns,
-    prefix_friendly_order,
-    release_dir,
-    row,
-    rows_dataset,
-)
+from xit_dist.tasks.base import DataSource
+from xit_dist.tasks.retrieval_rows import SOURCE, TARGET, prefix_friendly_order, release_dir, release_retrieval_task, row, rows_dataset
 
 CANDIDATES_FILE = "candidate_set_entities.jsonl"
 MENTIONS_FILE = {"validation": "wikinews_mentions-dev.jsonl", "test": "wikinews_mentions-test.jsonl"}
@@ -111,22 +100,8 @@ def read_mewslix(directory, source: DataSource):
     return rows_dataset(prefix_friendly_order(sources, targets))
 
 
-def _eval_source(split: str, lang: str) -> DataSource:
-    return DataSource("mewslix", "wikinews", split, RetrievalColumns(), RELEASE_SCHEMA, language=lang, reader=read_mewslix)
-
-
-MEWSLIX = register(
-    Task(
-        name="mewslix",
-        format="retrieval",
-        description="Mewsli-X entity retrieval (release files; the hub copy is loading-script only): WikiNews "
-        "mentions against a multilingual entity candidate set, no training, mAP@20.",
-        label_names=(),
-        languages=task_languages("mewslix", "xtreme-r"),
-        train=None,
-        dev=None,
-        eval_source=_eval_source,
-        metric="map_at_20",
-        benchmarks=("xtreme-r",),
-    )
+MEWSLIX = release_retrieval_task(
+    "mewslix", config="wikinews", reader=read_mewslix,
+    description="Mewsli-X entity retrieval (release files; the hub copy is loading-script only): WikiNews "
+    "mentions against a multilingual entity candidate set, no training, mAP@20.",
 )

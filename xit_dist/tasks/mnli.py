@@ -1,6 +1,5 @@
 """MNLI (GLUE): the paper's strongest intermediate task, and XNLI's English training data."""
 
-from xit_dist.tasks import register
 from xit_dist.tasks.base import DataSource, PairColumns, Task
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")  # GLUE's ClassLabel order
@@ -30,17 +29,15 @@ def _eval_source(split: str, lang: str) -> DataSource:
     return mnli_source("validation_matched" if split in ("validation", "test") else split)
 
 
-MNLI = register(
-    Task(
-        name="mnli",
-        format="pair_classification",
-        description="Multi-Genre NLI (nyu-mll/glue, config mnli); English only. "
-        "'validation' and 'test' both evaluate on validation_matched (GLUE test labels are hidden).",
-        label_names=NLI_LABELS,
-        languages=("en",),
-        train=mnli_source("train"),
-        dev=mnli_source("validation_matched"),
-        eval_source=_eval_source,
-        translate_train=lambda lang: xnli_translated_mnli(lang),
-    )
+MNLI = Task(
+    name="mnli",
+    format="pair_classification",
+    description="Multi-Genre NLI (nyu-mll/glue, config mnli); English only. "
+    "'validation' and 'test' both evaluate on validation_matched (GLUE test labels are hidden).",
+    label_names=NLI_LABELS,
+    languages=("en",),
+    train=mnli_source("train"),
+    dev=mnli_source("validation_matched"),
+    eval_source=_eval_source,
+    translate_train=lambda lang: xnli_translated_mnli(lang),
 )

@@ -6,7 +6,6 @@ Hub: ``google/xtreme`` configs ``PAN-X.<lang>`` for XTREME's 40 languages. XTREM
 ``<lang>``): the same WikiANN data, splits and schema (plus a ``spans`` column, ignored).
 """
 
-from xit_dist.tasks import register
 from xit_dist.tasks.base import DataSource, Task
 from xit_dist.tasks.formats.token_tagging import TaggingColumns
 from xit_dist.tasks.languages import task_languages
@@ -24,18 +23,16 @@ def panx_source(split: str, lang: str) -> DataSource:
     return DataSource(WIKIANN_HUB_ID, lang, split, PANX_COLUMNS, PANX_SCHEMA)
 
 
-PANX = register(
-    Task(
-        name="panx",
-        format="token_tagging",
-        description="Named entity recognition on WikiANN (google/xtreme, PAN-X.<lang>); trains on English, seqeval F1.",
-        label_names=PANX_TAGS,
-        languages=PANX_LANGUAGES,
-        languages_xtreme_r=task_languages("panx", "xtreme-r"),
-        train=panx_source("train", "en"),
-        dev=panx_source("validation", "en"),
-        eval_source=panx_source,
-        metric="f1",
-        benchmarks=("xtreme", "xtreme-r"),
-    )
+PANX = Task(
+    name="panx",
+    format="token_tagging",
+    description="Named entity recognition on WikiANN (google/xtreme, PAN-X.<lang>); trains on English, seqeval F1.",
+    label_names=PANX_TAGS,
+    languages=PANX_LANGUAGES,
+    languages_xtreme_r=task_languages("panx", "xtreme-r"),
+    train=panx_source("train", "en"),
+    dev=panx_source("validation", "en"),
+    eval_source=panx_source,
+    metric="f1",
+    benchmarks=("xtreme", "xtreme-r"),
 )

@@ -3,7 +3,6 @@
 machine translations, which would break the zero-shot setting; an intermediate stage may
 still train on them (``languages:``, Study 1), through ``translate_train``."""
 
-from xit_dist.tasks import register
 from xit_dist.tasks.base import DataSource, PairColumns, Task
 from xit_dist.tasks.languages import task_languages
 
@@ -17,17 +16,15 @@ def _source(split: str, lang: str) -> DataSource:
     return DataSource("google/xtreme", f"PAWS-X.{lang}", split, PAWSX_COLUMNS, PAWSX_SCHEMA)
 
 
-PAWSX = register(
-    Task(
-        name="pawsx",
-        format="pair_classification",
-        description="Paraphrase Adversaries from Word Scrambling, cross-lingual (google/xtreme, PAWS-X.<lang>).",
-        label_names=PAWSX_LABELS,
-        languages=PAWSX_LANGUAGES,
-        train=_source("train", "en"),
-        dev=_source("validation", "en"),
-        eval_source=_source,
-        benchmarks=("xtreme",),
-        translate_train=lambda lang: _source("train", lang),
-    )
+PAWSX = Task(
+    name="pawsx",
+    format="pair_classification",
+    description="Paraphrase Adversaries from Word Scrambling, cross-lingual (google/xtreme, PAWS-X.<lang>).",
+    label_names=PAWSX_LABELS,
+    languages=PAWSX_LANGUAGES,
+    train=_source("train", "en"),
+    dev=_source("validation", "en"),
+    eval_source=_source,
+    benchmarks=("xtreme",),
+    translate_train=lambda lang: _source("train", lang),
 )

@@ -1,7 +1,6 @@
 """QQP (GLUE): Quora question pairs, duplicate or not; one of the paper's intermediate tasks.
 English only; GLUE's test labels are hidden (-1), so 'test' evaluates on validation."""
 
-from xit_dist.tasks import register
 from xit_dist.tasks.base import DataSource, PairColumns, Task
 
 QQP_LABELS = ("not_duplicate", "duplicate")  # GLUE's ClassLabel order
@@ -13,15 +12,13 @@ def _source(split: str) -> DataSource:
     return DataSource("nyu-mll/glue", "qqp", split, QQP_COLUMNS, QQP_SCHEMA)
 
 
-QQP = register(
-    Task(
-        name="qqp",
-        format="pair_classification",
-        description="Quora Question Pairs (nyu-mll/glue, config qqp); English only; 'test' evaluates on validation.",
-        label_names=QQP_LABELS,
-        languages=("en",),
-        train=_source("train"),
-        dev=_source("validation"),
-        eval_source=lambda split, lang: _source("validation"),
-    )
+QQP = Task(
+    name="qqp",
+    format="pair_classification",
+    description="Quora Question Pairs (nyu-mll/glue, config qqp); English only; 'test' evaluates on validation.",
+    label_names=QQP_LABELS,
+    languages=("en",),
+    train=_source("train"),
+    dev=_source("validation"),
+    eval_source=lambda split, lang: _source("validation"),
 )

@@ -22,10 +22,14 @@ candidates does).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from itertools import zip_longest
 from pathlib import Path
+from typing import Callable
 
 from xit_dist.errors import DataError
+from xit_dist.tasks.base import DataSource, Task
+from xit_dist.tasks.languages import task_languages
 
 RELEASE_SCHEMA: dict[str, object] = {"id": "string", "text": "string", "side": "string", "part": "string", "relevant": ["string"]}
 SOURCE, TARGET = "source", "target"
@@ -38,6 +42,42 @@ class RetrievalColumns:
     English); ``None`` means the rows are single sentences in ``RELEASE_SCHEMA``."""
 
     pair: tuple[str, str] | None = None
+
+
+def release_retrieval_task(
+    name: str,
+    *,
+    description: str,
+    config: str | Callable[[str], str],
+    reader: Callable,
+    metric: str = "map_at_20",
+    benchmark: str = "xtreme-r",
+    average: str = "languages",
+    hub_id: str | None = None,
+) -> Task:
+    """A retrieval task read from release files: evaluation only (no train or dev data); each
+    language's rows of a split come from ``reader`` in ``RELEASE_SCHEMA``. ``hub_id`` (by default
+    the task's name) and ``config`` (fixed, or per language) only name the data set in messages
+    and caches. The defaults are XTREME-R's (LAReQA, Mewsli-X)."""
+    return Task(
+        name=name,
+        format="retrieval",
+        description=description,
+        label_names=(),
+        languages=task_languages(name, benchmark),
+        train=None,
+        dev=None,
+        eval_source=partial(release_source, hub_id or name, config, reader),
+        metric=metric,
+        average=average,
+        benchmarks=(benchmark,),
+    )
+
+
+def release_source(hub_id: str, config: str | Callable[[str], str], reader: Callable, split: str, lang: str) -> DataSource:
+    """One language's evaluation rows of a task read from release files."""
+    config_name = config(lang) if callable(config) else config
+    return DataSource(hub_id, config_name, split, RetrievalColumns(), RELEASE_SCHEMA, language=lang, reader=reader)
 
 
 def row(id_: str, text: str, side: str, part: str, relevant: list[str] | None = None) -> dict:
@@ -107,7 +147,7 @@ def rows_dataset(rows: list[dict]):
     """Release rows -> a `datasets.Dataset` in ``RELEASE_SCHEMA`` (the loader conforms it)."""
     from datasets import Dataset
 
-    from xit_dist.data.loading import hub_features
+    from xit_dist.data.hub_schema import hub_features
 
     columns = {name: [r[name] for r in rows] for name in RELEASE_SCHEMA}
     return Dataset.from_dict(columns, features=hub_features(RELEASE_SCHEMA))

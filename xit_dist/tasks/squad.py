@@ -5,7 +5,6 @@ Also home of the column roles every extractive-QA task shares (``QAColumns``).""
 from dataclasses import dataclass
 from typing import Literal
 
-from xit_dist.tasks import register
 from xit_dist.tasks.base import DataSource, Task
 
 
@@ -48,17 +47,15 @@ def _eval_source(split: str, lang: str) -> DataSource:
     return squad_source("validation")
 
 
-SQUAD = register(
-    Task(
-        name="squad",
-        format="extractive_qa",
-        description="SQuAD v1.1 (rajpurkar/squad, config plain_text); English only. "
-        "'validation' and 'test' both evaluate on validation (the test set is hidden).",
-        label_names=(),
-        languages=("en",),
-        train=squad_source("train"),
-        dev=squad_source("validation"),
-        eval_source=_eval_source,
-        metric="f1",
-    )
+SQUAD = Task(
+    name="squad",
+    format="extractive_qa",
+    description="SQuAD v1.1 (rajpurkar/squad, config plain_text); English only. "
+    "'validation' and 'test' both evaluate on validation (the test set is hidden).",
+    label_names=(),
+    languages=("en",),
+    train=squad_source("train"),
+    dev=squad_source("validation"),
+    eval_source=_eval_source,
+    metric="f1",
 )

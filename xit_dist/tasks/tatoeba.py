@@ -10,7 +10,6 @@ top-1 accuracy of cosine nearest-neighbour search. The XTREME-R languages beyond
 """
 
 from xit_dist.errors import SpecError
-from xit_dist.tasks import register
 from xit_dist.tasks.base import DataSource, Task, mirror_only_hint
 from xit_dist.tasks.languages import task_languages
 from xit_dist.tasks.retrieval_rows import RetrievalColumns
@@ -44,19 +43,17 @@ def _eval_source(split: str, lang: str) -> DataSource:
     return DataSource("google/xtreme", config, "validation", TATOEBA_COLUMNS, TATOEBA_SCHEMA, release_hint=hint)
 
 
-TATOEBA = register(
-    Task(
-        name="tatoeba",
-        format="retrieval",
-        description="Tatoeba parallel sentence retrieval (google/xtreme, tatoeba.<iso3>); no training, "
-        "English queries against the language's sentences, top-1 accuracy.",
-        label_names=(),
-        languages=task_languages("tatoeba"),
-        languages_xtreme_r=task_languages("tatoeba", "xtreme-r"),
-        train=None,
-        dev=None,
-        eval_source=_eval_source,
-        metric="accuracy",
-        benchmarks=("xtreme", "xtreme-r"),
-    )
+TATOEBA = Task(
+    name="tatoeba",
+    format="retrieval",
+    description="Tatoeba parallel sentence retrieval (google/xtreme, tatoeba.<iso3>); no training, "
+    "English queries against the language's sentences, top-1 accuracy.",
+    label_names=(),
+    languages=task_languages("tatoeba"),
+    languages_xtreme_r=task_languages("tatoeba", "xtreme-r"),
+    train=None,
+    dev=None,
+    eval_source=_eval_source,
+    metric="accuracy",
+    benchmarks=("xtreme", "xtreme-r"),
 )

@@ -11,7 +11,6 @@ names below (``<dir>/google/xtreme/udpos.Polish/test.jsonl`` in this schema) and
 """
 
 from xit_dist.errors import SpecError
-from xit_dist.tasks import register
 from xit_dist.tasks.base import DataSource, Task, mirror_only_hint
 from xit_dist.tasks.formats.token_tagging import TaggingColumns
 from xit_dist.tasks.languages import task_languages
@@ -55,18 +54,16 @@ def udpos_source(split: str, lang: str) -> DataSource:
     return DataSource("google/xtreme", config, split, UDPOS_COLUMNS, UDPOS_SCHEMA, release_hint=hint)
 
 
-UDPOS = register(
-    Task(
-        name="udpos",
-        format="token_tagging",
-        description="Universal POS tagging (google/xtreme, udpos.<Language>, UD v2.5); trains on English, seqeval F1.",
-        label_names=UPOS_TAGS,
-        languages=task_languages("udpos"),
-        languages_xtreme_r=task_languages("udpos", "xtreme-r"),
-        train=udpos_source("train", "en"),
-        dev=udpos_source("validation", "en"),
-        eval_source=udpos_source,
-        metric="f1",
-        benchmarks=("xtreme", "xtreme-r"),
-    )
+UDPOS = Task(
+    name="udpos",
+    format="token_tagging",
+    description="Universal POS tagging (google/xtreme, udpos.<Language>, UD v2.5); trains on English, seqeval F1.",
+    label_names=UPOS_TAGS,
+    languages=task_languages("udpos"),
+    languages_xtreme_r=task_languages("udpos", "xtreme-r"),
+    train=udpos_source("train", "en"),
+    dev=udpos_source("validation", "en"),
+    eval_source=udpos_source,
+    metric="f1",
+    benchmarks=("xtreme", "xtreme-r"),
 )

@@ -18,7 +18,6 @@ not have: 'en' evaluates COPA's validation split (its test labels are hidden), s
 transfer gap; the XTREME-R score averages the 11 only.
 """
 
-from xit_dist.tasks import register
 from xit_dist.tasks.base import DataSource, Task
 from xit_dist.tasks.choice_columns import ChoiceColumns
 from xit_dist.tasks.languages import task_languages
@@ -58,18 +57,16 @@ def _eval_source(split: str, lang: str) -> DataSource:
     return DataSource("cambridgeltl/xcopa", lang, split, COPA_COLUMNS, XCOPA_SCHEMA)
 
 
-XCOPA = register(
-    Task(
-        name="xcopa",
-        format="multiple_choice",
-        description="Cross-lingual Choice of Plausible Alternatives (cambridgeltl/xcopa, configs <lang>); "
-        "trains on SuperGLUE COPA (aps/super_glue, copa); 'en' evaluates COPA validation.",
-        label_names=COPA_LABELS,
-        languages=("en", *XCOPA_LANGUAGES),
-        train=copa_source("train"),
-        dev=copa_source("validation"),
-        eval_source=_eval_source,
-        languages_xtreme_r=XCOPA_LANGUAGES,
-        benchmarks=("xtreme-r",),
-    )
+XCOPA = Task(
+    name="xcopa",
+    format="multiple_choice",
+    description="Cross-lingual Choice of Plausible Alternatives (cambridgeltl/xcopa, configs <lang>); "
+    "trains on SuperGLUE COPA (aps/super_glue, copa); 'en' evaluates COPA validation.",
+    label_names=COPA_LABELS,
+    languages=("en", *XCOPA_LANGUAGES),
+    train=copa_source("train"),
+    dev=copa_source("validation"),
+    eval_source=_eval_source,
+    languages_xtreme_r=XCOPA_LANGUAGES,
+    benchmarks=("xtreme-r",),
 )

@@ -17,7 +17,6 @@ import json
 from pathlib import Path
 
 from xit_dist.errors import DataError
-from xit_dist.tasks import register
 from xit_dist.tasks.base import DataSource, Task
 from xit_dist.tasks.languages import task_languages
 from xit_dist.tasks.retrieval_rows import release_dir
@@ -36,7 +35,7 @@ def read_xquad_release(directory, source: DataSource):
     """``DataSource.reader``: an XQuAD release file (SQuAD v1.1 JSON) as rows in ``XQUAD_SCHEMA``."""
     import datasets
 
-    from xit_dist.data.loading import hub_features
+    from xit_dist.data.hub_schema import hub_features
 
     path = release_dir(directory, source, ("", "xquad", RELEASE), marker=source.config) / source.config
     try:
@@ -66,19 +65,17 @@ def _eval_source(split: str, lang: str) -> DataSource:
     return DataSource("google/xtreme", f"XQuAD.{lang}", "validation", SQUAD_COLUMNS, XQUAD_SCHEMA)
 
 
-XQUAD = register(
-    Task(
-        name="xquad",
-        format="extractive_qa",
-        description="Cross-lingual QA (google/xtreme, XQuAD.<lang>, validation only: 'test' reads it too; "
-        "XTREME-R's ro from the release file xquad.ro.json); trains on SQuAD v1.1.",
-        label_names=(),
-        languages=task_languages("xquad"),
-        languages_xtreme_r=task_languages("xquad", "xtreme-r"),
-        train=squad_source("train"),
-        dev=_eval_source("validation", "en"),
-        eval_source=_eval_source,
-        metric="f1",
-        benchmarks=("xtreme", "xtreme-r"),
-    )
+XQUAD = Task(
+    name="xquad",
+    format="extractive_qa",
+    description="Cross-lingual QA (google/xtreme, XQuAD.<lang>, validation only: 'test' reads it too; "
+    "XTREME-R's ro from the release file xquad.ro.json); trains on SQuAD v1.1.",
+    label_names=(),
+    languages=task_languages("xquad"),
+    languages_xtreme_r=task_languages("xquad", "xtreme-r"),
+    train=squad_source("train"),
+    dev=_eval_source("validation", "en"),
+    eval_source=_eval_source,
+    metric="f1",
+    benchmarks=("xtreme", "xtreme-r"),
 )

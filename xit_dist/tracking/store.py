@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from xit_dist.errors import XitError
+from xit_dist.tracking.tags import PARENT_TAG, PHASE_TAG, SPEC_TAG
 
-PARENT_TAG = "mlflow.parentRunId"
-SPEC_TAG = "xit.spec_fingerprint"
-PHASE_TAG = "xit.phase_hash"
+DEFAULT_STORE_FILE = "mlflow.db"   # <output_dir>/mlflow.db: the store when none is configured
 RUNS_LOCK = ".mlflow-runs.lock"
 RESERVE_FILE = ".mlflow-reserve"   # beside a sqlite store: room to end its runs once the disk is full
 RESERVE_BYTES = 1024**2
@@ -32,7 +31,7 @@ METRICS_PER_BATCH = 1000
 def resolve_tracking_uri(configured: str | None, output_dir: Path) -> str:
     """The spec's ``tracking.uri``, else ``MLFLOW_TRACKING_URI``, else sqlite under output_dir."""
     uri = configured or os.environ.get("MLFLOW_TRACKING_URI")
-    return uri or f"sqlite:///{(output_dir / 'mlflow.db').resolve()}"
+    return uri or f"sqlite:///{(output_dir / DEFAULT_STORE_FILE).resolve()}"
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
@@ -138,7 +137,7 @@ class Tracker:
     def _runs_lock(self):
         import contextlib
 
-        from xit_dist.train.phase_lock import exclusive
+        from xit_dist.tracking.locks import exclusive
 
         return exclusive(self.lock_dir / RUNS_LOCK) if self.lock_dir else contextlib.nullcontext()
 

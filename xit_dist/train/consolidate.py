@@ -15,7 +15,7 @@ import torch
 from xit_dist.errors import XitError
 from xit_dist.train.checkpoint_manifest import find_damage
 from xit_dist.train.fingerprint import state_dict_fingerprint
-from xit_dist.train.worker import CHECKPOINT_TAG, PROGRESS_FILE
+from xit_dist.train.checkpoint import CHECKPOINT_TAG, PROGRESS_FILE
 
 
 class ConsolidationError(XitError):
@@ -70,7 +70,7 @@ def consolidate(
     phase record: progress, fingerprints, and whether they agree."""
     from transformers import AutoConfig, AutoTokenizer
 
-    from xit_dist.tasks import get_task
+    from xit_dist.tasks.registry import get_task
     from xit_dist.tasks.formats import get_format
 
     damage = find_damage(checkpoint_dir)

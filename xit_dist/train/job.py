@@ -1,6 +1,6 @@
-"""What the driver hands to each Ray worker of a training phase: plain, picklable, fully
-resolved settings (paths already resolved, no spec objects), so a worker never re-reads the
-user's files."""
+"""What the driver hands to each Ray worker of a training phase: typed, picklable, fully
+resolved settings (paths already resolved; the phase's ``TrainingConfig`` as the spec holds it),
+so a worker never re-reads the user's files and reads attributes, not string keys."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from xit_dist.config.spec import TrainingConfig
 from xit_dist.data.stage_data import StageData
 from xit_dist.evaluate.job import EvalJob
 from xit_dist.tasks.formats.options import FormatOptions
@@ -22,7 +23,7 @@ class PhaseJob(BaseModel):
     model_revision: str | None = None  # hub revision of the base model (ignored for local directories)
     data_dir: str | None               # local mirror; None = hub
     data_revision: str | None
-    training: dict[str, Any]           # TrainingConfig, dumped
+    training: TrainingConfig           # the phase's training settings (a dumped one validates too)
     options: FormatOptions             # featurisation settings (from the training config)
     seed: int
     ds_config: dict[str, Any]          # unfilled ("auto" values left)

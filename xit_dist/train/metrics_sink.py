@@ -19,7 +19,10 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from xit_dist.train.job import PhaseJob
 
 PENDING_FILE = "mlflow_pending.json"
 LOSS_WINDOW = "loss_window"
@@ -101,7 +104,7 @@ class MetricsSink:
             self._thread.start()
 
     @classmethod
-    def for_job(cls, job, rank: int) -> "MetricsSink":
+    def for_job(cls, job: PhaseJob, rank: int) -> "MetricsSink":
         if rank != 0:
             return cls(None, None)
         return cls(job.tracking_uri, job.mlflow_run_id, Path(job.phase_dir) / PENDING_FILE, f"[{job.phase_id}] ")

@@ -36,15 +36,13 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from xit_dist.config.batch import split_batch
 from xit_dist.data.stage_data import StageData
+from xit_dist.train.checkpoint import restore_rng_state
 from xit_dist.train.job import PhaseJob
+from xit_dist.train.loop import shard_loader
 
 TASK_INDEX = "task_index"  # batch key naming the member; MultiTaskModel.forward routes on it
-
-
-def is_mixture(job: PhaseJob) -> bool:
-    return job.stage is not None and job.stage.is_mixture
-
 
 # ---------------------------------------------------------------------------------- sampler
 
@@ -148,7 +146,7 @@ class MemberSpec:
             from xit_dist.data.mlm import mlm_model_class
 
             return mlm_model_class(), {}
-        from xit_dist.tasks import get_task
+        from xit_dist.tasks.registry import get_task
         from xit_dist.tasks.formats import get_format
 
         task = get_task(self.task)
@@ -203,8 +201,6 @@ class MemberData:
 
 def member_data(job: PhaseJob, member: MemberSpec, tokenizer, rank: int, world_size: int) -> MemberData:
     """One member's training features, sharded and batched like a single-task phase's."""
-    from torch.utils.data import DataLoader, DistributedSampler
-
     stage = job.stage
     if member.task is None:
         from xit_dist.data.mlm import mlm_collator, mlm_features
@@ -213,20 +209,17 @@ def member_data(job: PhaseJob, member: MemberSpec, tokenizer, rank: int, world_s
         collate = mlm_collator(tokenizer, stage.mlm.probability)
     else:
         from xit_dist.data.features import training_features
-        from xit_dist.tasks import get_task
+        from xit_dist.tasks.registry import get_task
         from xit_dist.tasks.formats import get_format
 
         task = get_task(member.task)
         features = training_features(
             task, tokenizer, job.options, stage.data_dirs.get(member.task), job.data_revision,
-            limit=job.training["max_train_examples"], stage=stage,
+            limit=job.training.max_train_examples, stage=stage,
         )
         collate = get_format(task.format).collator(tokenizer)
-    micro = job.training["micro_batch_size"] or job.training["batch_size"] // world_size
-    sampler = DistributedSampler(features, num_replicas=world_size, rank=rank, shuffle=True, seed=job.seed, drop_last=True)
-    loader = DataLoader(
-        features, batch_size=micro, sampler=sampler, collate_fn=collate, drop_last=True, pin_memory=torch.cuda.is_available()
-    )
+    micro = split_batch(job.training, world_size).micro_batch_size
+    loader, sampler = shard_loader(features, collate, micro, rank, world_size, job.seed)
     if len(loader) == 0:
         raise ValueError(f"mixture member {member.name}: {len(features)} training rows give no micro batch of {micro} per worker")
     return MemberData(member.name, loader, sampler, len(features))
@@ -286,8 +279,6 @@ class Mixture:
         """Micro batches from step ``progress["global_step"]`` on, each tagged with its member's
         index; keeps ``progress["mixture"]`` up to date as batches are handed out. ``rng``: the
         checkpoint's RNG state, restored once the members' data positions are re-opened."""
-        from xit_dist.train.worker import restore_rng_state
-
         state = progress["mixture"]
         cursors, steps = state["cursors"], state["steps"]
         by_name = {d.name: d for d in self.data}

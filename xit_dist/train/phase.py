@@ -12,7 +12,7 @@ from typing import Any
 
 from xit_dist.console import say
 from xit_dist.train.job import PhaseJob
-from xit_dist.train.phase_lock import phase_lock
+from xit_dist.tracking.locks import phase_lock
 
 DONE_FILE = "phase.json"
 

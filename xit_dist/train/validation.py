@@ -14,17 +14,17 @@ from typing import Any
 
 import torch
 
-from xit_dist.train.checkpoint_manifest import find_damage, write_manifest
 from xit_dist.evaluate.job import EvalJob
+from xit_dist.tasks.languages import SOURCE_LANGUAGE
+from xit_dist.train.checkpoint import CHECKPOINT_TAG
+from xit_dist.train.checkpoint_manifest import find_damage, write_manifest
 from xit_dist.train.job import PhaseJob
-
-SOURCE_LANGUAGE = "en"
 
 
 class DevValidator:
     def __init__(self, job: PhaseJob, engine, tokenizer, progress: dict[str, Any], rank: int, world_size: int):
-        self.every = job.training["eval_every_n_steps"]
-        self.patience = job.training["early_stopping_patience"]
+        self.every = job.training.eval_every_n_steps
+        self.patience = job.training.early_stopping_patience
         self.engine, self.tokenizer, self.progress = engine, tokenizer, progress
         self.rank, self.world_size = rank, world_size
         self.phase_id = job.phase_id
@@ -39,7 +39,7 @@ class DevValidator:
             languages=[SOURCE_LANGUAGE],
             batch_size=64,
             options=job.options,
-            max_examples_per_language=job.training["eval_examples"],
+            max_examples_per_language=job.training.eval_examples,
             bf16=job.bf16,
             cpus_per_worker=job.cpus_per_worker,
         )
@@ -80,8 +80,6 @@ class DevValidator:
         return bool(self.patience) and self.progress["bad_validations"] >= self.patience
 
     def _save_best(self) -> None:
-        from xit_dist.train.worker import CHECKPOINT_TAG
-
         partial = self.best_dir.with_name("best.partial")
         if self.rank == 0:
             shutil.rmtree(partial, ignore_errors=True)
@@ -98,8 +96,6 @@ class DevValidator:
 
     def restore_best(self) -> None:
         """Load the best weights into the engine (all ranks) unless the last step was the best."""
-        from xit_dist.train.worker import CHECKPOINT_TAG
-
         best = self.progress.get("best_step")
         if best is None or best == self.progress["global_step"]:
             return

@@ -20,9 +20,9 @@ from typing import Any
 from ray.tune import Callback
 
 from xit_dist.console import say
+from xit_dist.tracking.tags import TRIAL_KIND, TRIAL_STATE_TAG, TRIAL_TAG
 from xit_dist.tune.optuna_search import FINISHED_KEY, STEP_KEY, TRIAL_NUMBER, VALUES
 
-STATE_TAG = "xit.trial_state"
 MLFLOW_STATUS = {"completed": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}
 
 
@@ -53,15 +53,15 @@ class TrialRecorder(Callback):
 
     def _record(self, trial, error: bool) -> None:
         from xit_dist.tracking.store import Tracker
-        from xit_dist.tune.trial import TRIAL_TAG, trial_run_name
+        from xit_dist.run.runs import search_tags, trial_run_name
 
         number = trial.config[TRIAL_NUMBER]
         result = trial.last_result or {}
         state = trial_state(result, error)
         tracker = Tracker(self.tracking_uri, self.experiment, None)
-        tags = {"xit.search": self.search_name, "xit.intermediate": self.intermediate, "xit.kind": "trial"}
+        tags = search_tags(self.search_name, self.intermediate, TRIAL_KIND)
         run_id = tracker.nested_run(self.parent_run_id, trial_run_name(number), TRIAL_TAG, str(number), tags)
-        tracker.set_tags(run_id, {STATE_TAG: state})
+        tracker.set_tags(run_id, {TRIAL_STATE_TAG: state})
         value = result.get(self.metric)
         if value is not None:
             tracker.log_metrics(run_id, {f"objective.{self.metric}": value}, step=int(result.get(STEP_KEY, 0)))

@@ -34,7 +34,8 @@ from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
 
-STUDY_FILE = "optuna.journal"
+from xit_dist.config import layout
+
 FINISHED_KEY = "finished"      # set by the worker's final report only (xit_dist/train/worker.py)
 STEP_KEY = "global_step"
 TRIAL_NUMBER = "trial_number"  # config keys of a trial: its Optuna number and the sampled values
@@ -46,7 +47,7 @@ def study_storage(search_dir: Path):
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    return JournalStorage(JournalFileBackend(str(search_dir / STUDY_FILE)))
+    return JournalStorage(JournalFileBackend(str(layout.study_file(search_dir))))
 
 
 def decided_trial(search_dir: Path, study_name: str, number: int):

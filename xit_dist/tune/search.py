@@ -1,10 +1,11 @@
 """``xit-dist tune``: one hyperparameter search, new or resumed, on Ray Tune.
 
-Layout under ``<output_dir>/searches/<name>/``: ``search.yaml`` (the resolved search spec: a
-resumed search must be the same search), ``optuna.journal`` (the Optuna study, in Optuna's
-journal file storage: a resumed search keeps its whole history), ``tune/`` (Tune's experiment
-state; ``--resume`` is ``Tuner.restore`` on it), ``trials/<number>/`` (each trial's phases and
-Ray Train checkpoints), ``trials.csv`` and ``best.yaml`` once the search is done.
+Layout under ``<output_dir>/searches/<name>/`` (paths from ``config/layout.py``): ``search.yaml``
+(the resolved search spec: a resumed search must be the same search), ``optuna.journal`` (the
+Optuna study, in Optuna's journal file storage: a resumed search keeps its whole history),
+``tune/`` (Tune's experiment state; ``--resume`` is ``Tuner.restore`` on it), ``trials/<number>/``
+(each trial's phases and Ray Train checkpoints), ``trials.csv`` and ``best.yaml`` once the search
+is done.
 
 Resources: the trial function itself asks Tune for no CPU (it only waits on its
 ``TorchTrainer``; it asks for memory instead), the trainer's workers ask for what the spec
@@ -23,13 +24,11 @@ from typing import Callable
 import yaml
 
 from xit_dist.errors import XitError
-from xit_dist.tune.best import BEST_FILE, TrialOutcome, best_document, pick_best
-from xit_dist.tune.optuna_search import STUDY_FILE
+from xit_dist.config import layout
+from xit_dist.tracking.tags import BEST_TRIAL_TAG, OBJECTIVE_TAG, OBJECTIVE_TASK_TAG, SEARCH_KIND
+from xit_dist.tune.best import TrialOutcome, best_document, pick_best
 from xit_dist.tune.search_spec import SearchSpec, cluster_concurrency, resolve_search_tree
 
-SPEC_FILE = "search.yaml"
-TUNE_DIR = "tune"
-TRIALS_FILE = "trials.csv"
 # A trial's driver function only waits on its TorchTrainer: it asks Ray for no CPU (the workers
 # get all of them) but for the memory its Python process holds (Ray needs a non-empty request).
 TRIAL_DRIVER_MEMORY = 512 * 2**20
@@ -89,25 +88,27 @@ def build_scheduler(search: SearchSpec, template):
 
 def check_search_state(search: SearchSpec, search_dir: Path, resume: bool) -> bool:
     """Whether the search has started; refuses to start it twice or to resume another search."""
-    started = (search_dir / TUNE_DIR / "tuner.pkl").is_file()
+    started = (layout.tune_dir(search_dir) / "tuner.pkl").is_file()
     if resume and not started:
-        raise XitError(f"--resume: search {search.name!r} has not started ({search_dir / TUNE_DIR} holds no Tune state); run it without --resume")
+        raise XitError(f"--resume: search {search.name!r} has not started ({layout.tune_dir(search_dir)} holds no Tune state); run it without --resume")
     if not resume and started:
         raise XitError(f"search {search.name!r} already exists in {search_dir}: add --resume to carry it on, or give it another name")
     if started:
-        stored = resolve_search_tree(yaml.safe_load((search_dir / SPEC_FILE).read_text()), search_dir, str(search_dir / SPEC_FILE))
+        spec_file = layout.search_spec_file(search_dir)
+        stored = resolve_search_tree(yaml.safe_load(spec_file.read_text()), search_dir, str(spec_file))
         if stored.fingerprint() != search.fingerprint():
-            raise XitError(f"--resume: the search spec differs from the one search {search.name!r} started with ({search_dir / SPEC_FILE})")
+            raise XitError(f"--resume: the search spec differs from the one search {search.name!r} started with ({spec_file})")
     return started
 
 
 def check_objective_data(search: SearchSpec, template, inputs) -> None:
     """The objective's English dev split must load (preflight checks training and test data)."""
     from xit_dist.data.loading import load_source
-    from xit_dist.tasks import get_task
+    from xit_dist.tasks.languages import SOURCE_LANGUAGE
+    from xit_dist.tasks.registry import get_task
 
     task = get_task(search.objective_phase_task)
-    load_source(task.eval_source("validation", "en"), inputs.data_dir_for(task.name), template.data.revision)
+    load_source(task.eval_source("validation", SOURCE_LANGUAGE), inputs.data_dir_for(task.name), template.data.revision)
 
 
 def spec_document(search: SearchSpec, command: str) -> str:
@@ -123,9 +124,10 @@ def run_search(search: SearchSpec, resume: bool, command: str, out: Callable[[st
 
     from xit_dist.console import quiet_third_party, say
     from xit_dist.plan.preflight import preflight
-    from xit_dist.run.session import check_cluster_resources, start_ray
-    from xit_dist.run.storage import check_shared_storage, cluster_hosts
-    from xit_dist.tracking.store import Tracker, flatten, resolve_tracking_uri
+    from xit_dist.run.ray_cluster import connect_cluster
+    from xit_dist.run.runs import search_tags
+    from xit_dist.run.session import open_tracker
+    from xit_dist.tracking.store import flatten, resolve_tracking_uri
     from xit_dist.tune.callbacks import TrialRecorder
     from xit_dist.tune.trial import TrialContext, run_trial
 
@@ -140,31 +142,28 @@ def run_search(search: SearchSpec, resume: bool, command: str, out: Callable[[st
     check_objective_data(search, template, inputs)
     output_root = search.output_root()
     tracking_uri = resolve_tracking_uri(template.tracking.uri, output_root)
-    artifact_root = output_root / "mlartifacts" if tracking_uri.startswith("sqlite") else None
-    tracker = Tracker(tracking_uri, template.tracking.experiment, artifact_root)
-    start_ray(template.distributed.address)
-    check_cluster_resources(template)
-    check_shared_storage(output_root, cluster_hosts(), template.distributed.assume_shared_storage)
+    tracker = open_tracker(tracking_uri, template.tracking.experiment, output_root)
+    connect_cluster([template], output_root)
 
     import ray
 
     search_dir.mkdir(parents=True, exist_ok=True)
     if not started:  # a study without Tune state is from an attempt that never ran a trial
-        (search_dir / STUDY_FILE).unlink(missing_ok=True)
-    (search_dir / SPEC_FILE).write_text(spec_document(search, command))
+        layout.study_file(search_dir).unlink(missing_ok=True)
+    layout.search_spec_file(search_dir).write_text(spec_document(search, command))
     parent = tracker.parent_run(f"search:{search.name}", search.fingerprint())
     tracker.set_tags(parent, {
-        "xit.search": search.name, "xit.intermediate": search.intermediate, "xit.kind": "search",
-        "xit.objective": search.objective_metric, "xit.objective_task": search.objective_task or search.intermediate,
+        **search_tags(search.name, search.intermediate, SEARCH_KIND),
+        OBJECTIVE_TAG: search.objective_metric, OBJECTIVE_TASK_TAG: search.objective_task or search.intermediate,
     })
     tracker.log_params(parent, flatten(search.model_dump(mode="json", by_alias=True, exclude={"base"})))
-    tracker.log_artifacts(parent, [search_dir / SPEC_FILE])
+    tracker.log_artifacts(parent, [layout.search_spec_file(search_dir)])
 
-    context = TrialContext(search, inputs, tracking_uri, template.tracking.experiment, str(artifact_root) if artifact_root else None, parent)
+    context = TrialContext(search, inputs, tracking_uri, template.tracking.experiment, output_root, parent)
     trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), {"memory": TRIAL_DRIVER_MEMORY})
     if started:
-        out(f"== resuming search {search.name} from {search_dir / TUNE_DIR}")
-        tuner = tune.Tuner.restore(str(search_dir / TUNE_DIR), trainable, resume_unfinished=True, resume_errored=False)
+        out(f"== resuming search {search.name} from {layout.tune_dir(search_dir)}")
+        tuner = tune.Tuner.restore(str(layout.tune_dir(search_dir)), trainable, resume_unfinished=True, resume_errored=False)
     else:
         concurrency = search.max_concurrent_trials or cluster_concurrency(template, ray.cluster_resources())
         out(f"== up to {concurrency} trial(s) at a time, {template.distributed.num_workers} worker(s) each")
@@ -196,7 +195,7 @@ def new_tuner(search: SearchSpec, template, search_dir: Path, trainable, concurr
             trial_dirname_creator=trial_name,
         ),
         run_config=tune.RunConfig(
-            name=TUNE_DIR, storage_path=str(search_dir), callbacks=[recorder, AshaRungState(scheduler)], verbose=0
+            name=layout.TUNE_DIR, storage_path=str(search_dir), callbacks=[recorder, AshaRungState(scheduler)], verbose=0
         ),
     )
 
@@ -206,8 +205,8 @@ def conclude(search: SearchSpec, command: str, outcomes: list[TrialOutcome], tra
     search_dir = search.search_dir()
     done = [o for o in outcomes if o.state != "unfinished"]
     finished = len(done) == search.num_samples
-    write_trials_table(search_dir / TRIALS_FILE, outcomes)
-    tracker.log_artifacts(parent, [search_dir / TRIALS_FILE])
+    write_trials_table(layout.trials_table(search_dir), outcomes)
+    tracker.log_artifacts(parent, [layout.trials_table(search_dir)])
     out("")
     out(trials_table(outcomes, search.objective_metric))
     if not finished:
@@ -219,14 +218,15 @@ def conclude(search: SearchSpec, command: str, outcomes: list[TrialOutcome], tra
     best = pick_best(outcomes, search.mode)
     if best is None:
         tracker.finish(parent, "FAILED")
-        raise XitError(f"search {search.name}: no trial trained to the end ({len(outcomes)} trials: see {search_dir / TRIALS_FILE})")
-    (search_dir / BEST_FILE).write_text(best_document(search.name, search.intermediate, search.objective_metric, search.mode, best, command))
+        raise XitError(f"search {search.name}: no trial trained to the end ({len(outcomes)} trials: see {layout.trials_table(search_dir)})")
+    best_path = layout.best_file(search_dir)
+    best_path.write_text(best_document(search.name, search.intermediate, search.objective_metric, search.mode, best, command))
     tracker.log_metrics(parent, {f"best.{search.objective_metric}": best.value}, step=0)
-    tracker.set_tags(parent, {"xit.best_trial": str(best.number)})
-    tracker.log_artifacts(parent, [search_dir / BEST_FILE])
+    tracker.set_tags(parent, {BEST_TRIAL_TAG: str(best.number)})
+    tracker.log_artifacts(parent, [best_path])
     tracker.finish(parent)
     out("")
-    out(f"best: trial {best.number}, {search.objective_metric} {best.value:.2f}; written to {search_dir / BEST_FILE}")
+    out(f"best: trial {best.number}, {search.objective_metric} {best.value:.2f}; written to {best_path}")
     out(f"use it with `training_from: tune:{search.name}` on the {search.intermediate} stage of an experiment spec")
     out(f"MLflow: {tracker.uri} (run {parent}); `xit-dist ui` shows it")
     return SearchSummary(search_dir, tracker.uri, parent, outcomes, best, True)

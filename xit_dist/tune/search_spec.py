@@ -24,8 +24,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from xit_dist.errors import SpecError
-from xit_dist.config.spec import ExperimentSpec, TrainingConfig, apply_override, format_validation_error, read_yaml_mapping, resolve_paths
-from xit_dist.tasks import get_task
+from xit_dist.config.load import apply_overrides, format_validation_error, read_yaml_mapping, resolve_paths, validate_model
+from xit_dist.config.spec import ExperimentSpec, TrainingConfig
+from xit_dist.config import layout
+from xit_dist.tasks.registry import get_task
 
 # Fields a search must not vary: they change how a trial is observed (and so the objective
 # itself), not how it trains.
@@ -206,10 +208,10 @@ class SearchSpec(_Strict):
     def output_root(self) -> Path:
         """The base spec's output_dir, absolute since ``resolve_search_tree``: a trial,
         which runs in its own working directory, finds the same one."""
-        return Path(self.trial_spec({}).output_dir).expanduser().resolve()
+        return layout.output_root(self.trial_spec({}).output_dir)
 
     def search_dir(self) -> Path:
-        return self.output_root() / "searches" / self.name
+        return layout.search_dir(self.output_root(), self.name)
 
     def fingerprint(self) -> str:
         """Identifies a search: a resumed search must be the same search."""
@@ -269,9 +271,7 @@ def load_search_spec(path: str | Path, overrides: list[str] | None = None) -> Se
     directory and inlined, so the spec's fingerprint covers it and ``--set base.x=...`` works),
     apply ``--set`` overrides, check it."""
     path = Path(path)
-    tree = _inline_base(read_yaml_mapping(path), path.parent)
-    for assignment in overrides or []:
-        apply_override(tree, assignment)
+    tree = apply_overrides(_inline_base(read_yaml_mapping(path), path.parent), overrides)
     return resolve_search_tree(tree, path.parent, str(path))
 
 
@@ -290,10 +290,7 @@ def resolve_search_tree(tree: dict[str, Any], relative_to: Path, source: str = "
     tree = _inline_base(tree, relative_to)
     if isinstance(tree.get("base"), dict):
         tree = {**tree, "base": resolve_paths(tree["base"])}
-    try:
-        spec = SearchSpec.model_validate(tree)
-    except ValidationError as err:
-        raise SpecError(f"{source}: {format_validation_error(err)}") from None
+    spec = validate_model(SearchSpec, tree, source)
     try:
         spec.check()
     except SpecError as err:

@@ -36,7 +36,7 @@ import dataclasses
 import hashlib
 import random
 
-from xit_dist.builtin.demo_data import DemoWorld, _Clause, _FactSampler, _Renderer, _with_antonyms
+from xit_dist.builtin.demo_data import Clause, DemoWorld, FactSampler, Renderer, with_antonyms
 
 VERSION = "1"
 DEMO_LANGUAGES: dict[str, tuple[str, ...]] = {
@@ -77,19 +77,19 @@ class _QaItem:
     """A language-neutral question: the context clauses, the asked clause and slot
     (``target`` None: unanswerable), and the question clause with "wh:<kind>" in that slot."""
 
-    clauses: list[_Clause]
-    question: _Clause
+    clauses: list[Clause]
+    question: Clause
     kind: str
     target: int | None
 
 
 def _qa_item(rng: random.Random, answerable: bool) -> _QaItem:
-    sampler = _FactSampler(rng)
+    sampler = FactSampler(rng)
     used: set[str] = set()
     clauses = []
     for _ in range(rng.choice(CLAUSES_PER_CONTEXT)):
         full = sampler.full_clause(avoid=used)
-        used |= _with_antonyms(full.values())
+        used |= with_antonyms(full.values())
         visible = {slot for slot in ("count", "adjective", "place") if rng.random() < 0.6}
         if rng.random() < 0.2:
             visible.add("adverb")
@@ -100,9 +100,9 @@ def _qa_item(rng: random.Random, answerable: bool) -> _QaItem:
         clauses[target] = dataclasses.replace(clauses[target], place=sampler.value("place", used))
     asked = clauses[target]
     question = {
-        "who": _Clause(subject="wh:who", verb=asked.verb, object=asked.object),
-        "what": _Clause(subject=asked.subject, verb=asked.verb, object="wh:what"),
-        "where": _Clause(subject=asked.subject, verb=asked.verb, object=asked.object, adverb="wh:where"),
+        "who": Clause(subject="wh:who", verb=asked.verb, object=asked.object),
+        "what": Clause(subject=asked.subject, verb=asked.verb, object="wh:what"),
+        "where": Clause(subject=asked.subject, verb=asked.verb, object=asked.object, adverb="wh:where"),
     }[kind]
     if answerable:
         return _QaItem(clauses, question, kind, target)
@@ -113,13 +113,12 @@ def _qa_item(rng: random.Random, answerable: bool) -> _QaItem:
     elif trap == "absent_object":
         question = dataclasses.replace(question, object=sampler.value("object", used))
     else:
-        from xit_dist.builtin.demo_data import _antonym
-
-        question = dataclasses.replace(question, verb=_antonym(question.verb))
+        from xit_dist.builtin.demo_data import antonym_of
+        question = dataclasses.replace(question, verb=antonym_of(question.verb))
     return _QaItem(clauses, question, kind, None)
 
 
-def _items(world: DemoWorld, stream: str, n: int, unanswerable_rate: float = 0.0) -> list[_QaItem]:
+def qa_items(world: DemoWorld, stream: str, n: int, unanswerable_rate: float = 0.0) -> list[_QaItem]:
     rng = world.rng(f"extractive_qa/{stream}")
     return [_qa_item(rng, answerable=rng.random() >= unanswerable_rate) for _ in range(n)]
 
@@ -127,11 +126,11 @@ def _items(world: DemoWorld, stream: str, n: int, unanswerable_rate: float = 0.0
 class _QaRenderer:
     """Renders items in one language: context text, question text, answer text and offset."""
 
-    def __init__(self, language: str, renderer: _Renderer):
+    def __init__(self, language: str, renderer: Renderer):
         self.language = language
         self.renderer = renderer
         lexicon = {**renderer.lexicon, **{f"wh:{kind}": word for kind, word in QUESTION_WORDS[language].items()}}
-        self.question_renderer = _Renderer(language, lexicon)
+        self.question_renderer = Renderer(language, lexicon)
 
     def word(self, key: str) -> str:
         return self.renderer.lexicon[key]
@@ -152,7 +151,7 @@ class _QaRenderer:
         answer = context[offset + begin : offset + end]
         return context, question, {"text": [answer], "answer_start": [offset + begin]}
 
-    def _answer_span(self, sentence: str, clause: _Clause, kind: str) -> tuple[int, int]:
+    def _answer_span(self, sentence: str, clause: Clause, kind: str) -> tuple[int, int]:
         """Character span, within the clause's sentence, of the asked slot's words."""
         if kind == "who":
             words = [self.word(clause.subject)]
@@ -177,7 +176,7 @@ def _token_span(sentence: str, word: str) -> tuple[int, int]:
     return found[0], found[0] + len(word)
 
 
-def _qa_renderers(world: DemoWorld) -> dict[str, _QaRenderer]:
+def qa_renderers(world: DemoWorld) -> dict[str, _QaRenderer]:
     for language, words in QUESTION_WORDS.items():
         clash = set(words.values()) & set(world.renderers[language].lexicon.values())
         if clash:
@@ -203,21 +202,21 @@ def _rows(items: list[_QaItem], renderer: _QaRenderer, stream: str, *, title: bo
 
 
 def files(world: DemoWorld) -> dict[str, list[dict]]:
-    renderers = _qa_renderers(world)
+    renderers = qa_renderers(world)
     english = renderers["en"]
     out: dict[str, list[dict]] = {}
     for split, size in SQUAD_SIZES.items():
         out[f"rajpurkar/squad/plain_text/{split}.jsonl"] = _rows(
-            _items(world, f"squad/{split}", size), english, f"squad/{split}", title=True
+            qa_items(world, f"squad/{split}", size), english, f"squad/{split}", title=True
         )
         out[f"rajpurkar/squad_v2/squad_v2/{split}.jsonl"] = _rows(
-            _items(world, f"squad_v2/{split}", size, SQUAD_V2_UNANSWERABLE_RATE), english, f"squad_v2/{split}", title=True
+            qa_items(world, f"squad_v2/{split}", size, SQUAD_V2_UNANSWERABLE_RATE), english, f"squad_v2/{split}", title=True
         )
-    xquad_items = _items(world, "xquad", XQUAD_ROWS)
+    xquad_items = qa_items(world, "xquad", XQUAD_ROWS)
     for language in DEMO_LANGUAGES["xquad"]:
         out[f"google/xtreme/XQuAD.{language}/validation.jsonl"] = _rows(xquad_items, renderers[language], "xquad", title=False)
     for split, size in MLQA_SIZES.items():
-        items = _items(world, f"mlqa/{split}", size)
+        items = qa_items(world, f"mlqa/{split}", size)
         for language in DEMO_LANGUAGES["mlqa"]:
             out[f"google/xtreme/MLQA.{language}.{language}/{split}.jsonl"] = _rows(
                 items, renderers[language], f"mlqa/{split}", title=True
@@ -226,9 +225,9 @@ def files(world: DemoWorld) -> dict[str, list[dict]]:
     for language in DEMO_LANGUAGES["tydiqa"]:
         prefix = TYDIQA_PREFIXES[language] + "-"
         stream = f"tydiqa/train/{language}"
-        train += _rows(_items(world, stream, TYDIQA_TRAIN_ROWS[language]), renderers[language], stream, title=True, prefix=prefix)
+        train += _rows(qa_items(world, stream, TYDIQA_TRAIN_ROWS[language]), renderers[language], stream, title=True, prefix=prefix)
         stream = f"tydiqa/validation/{language}"
-        validation += _rows(_items(world, stream, TYDIQA_VALIDATION_ROWS), renderers[language], stream, title=True, prefix=prefix)
+        validation += _rows(qa_items(world, stream, TYDIQA_VALIDATION_ROWS), renderers[language], stream, title=True, prefix=prefix)
     world.rng("extractive_qa/tydiqa/mix").shuffle(train)  # the hub's train split mixes languages
     out["google/xtreme/tydiqa/train.jsonl"] = train
     out["google/xtreme/tydiqa/validation.jsonl"] = validation
@@ -238,8 +237,8 @@ def files(world: DemoWorld) -> dict[str, list[dict]]:
 def corpus(world: DemoWorld) -> list[str]:
     """Questions in every demo language plus glossary lines of the question words, so the
     built-in tokenizer keeps each question word (and "?") as one piece."""
-    renderers = _qa_renderers(world)
-    items = _items(world, "corpus", 150)
+    renderers = qa_renderers(world)
+    items = qa_items(world, "corpus", 150)
     sentences = []
     for language, renderer in renderers.items():
         sentences += [renderer.question(item) for item in items]

@@ -17,12 +17,13 @@ import dataclasses
 
 from xit_dist.builtin.demo_data import (
     NLI_LABELS,
+    OPTIONAL_SLOTS,
     DemoWorld,
-    _concepts,
-    _FactSampler,
-    _nli_items,
-    _OPTIONAL_SLOTS,
-    _paws_items,
+    FactSampler,
+    concept_keys,
+    nli_items,
+    paws_items,
+    split_files,
 )
 
 VERSION = "2"  # 2: ANLI and SNLI under their hub config, plain_text
@@ -42,7 +43,7 @@ def _qqp_rows(world: DemoWorld) -> dict[str, list[dict]]:
     english = world.renderers["en"]
     rows = {}
     for split, size in QQP_SIZES.items():
-        items = _paws_items(world.seed, f"qqp/{split}", size)
+        items = paws_items(world.seed, f"qqp/{split}", size)
         rows[split] = [
             {
                 "question1": english.sentence(item.sentence1),
@@ -57,18 +58,18 @@ def _qqp_rows(world: DemoWorld) -> dict[str, list[dict]]:
 
 def _sst2_rows(world: DemoWorld) -> dict[str, list[dict]]:
     english = world.renderers["en"]
-    adjectives = _concepts("adjective")
+    adjectives = concept_keys("adjective")
     rows = {}
     for split, size in SST2_SIZES.items():
         rng = world.rng(f"sst2/{split}")
-        sampler = _FactSampler(rng)
+        sampler = FactSampler(rng)
         rows[split] = []
         for idx in range(size):
             positive = idx % 2 == 0
             negated = rng.random() < 0.3
             wanted_positive = positive != negated
             adjective = rng.choice([a for a in adjectives if (a in POSITIVE_ADJECTIVES) == wanted_positive])
-            visible = {slot for slot in _OPTIONAL_SLOTS if rng.random() < 0.5} | {"adjective"}
+            visible = {slot for slot in OPTIONAL_SLOTS if rng.random() < 0.5} | {"adjective"}
             clause = sampler.show_only(sampler.full_clause(avoid={adjective}), visible, negated=negated)
             clause = dataclasses.replace(clause, adjective=adjective)
             rows[split].append({"sentence": english.sentence([clause]), "label": int(positive), "idx": idx})
@@ -85,16 +86,12 @@ def _nli_rows(world: DemoWorld, stream: str, size: int, distractor_probability: 
             "hypothesis": english.sentence([item.hypothesis]),
             "label": -1 if rng.random() < no_gold_rate else NLI_LABELS.index(item.label),
         }
-        for item in _nli_items(world.seed, stream, size, distractor_probability)
+        for item in nli_items(world.seed, stream, size, distractor_probability)
     ]
 
 
 def files(world: DemoWorld) -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {}
-    for split, rows in _qqp_rows(world).items():
-        out[f"nyu-mll/glue/qqp/{split}.jsonl"] = rows
-    for split, rows in _sst2_rows(world).items():
-        out[f"nyu-mll/glue/sst2/{split}.jsonl"] = rows
+    out = {**split_files("nyu-mll/glue/qqp", _qqp_rows(world)), **split_files("nyu-mll/glue/sst2", _sst2_rows(world))}
     for round_ in (1, 2, 3):
         for part, size in ANLI_SIZES.items():
             rows = _nli_rows(world, f"anli/r{round_}/{part}", size, distractor_probability=0.4 + 0.2 * round_)

@@ -49,15 +49,16 @@ import dataclasses
 import random
 
 from xit_dist.builtin.demo_data import (
+    OPTIONAL_SLOTS,
+    Clause,
     DemoWorld,
-    _antonym,
-    _Clause,
-    _concepts,
-    _FactSampler,
-    _negative_word_for,
-    _OPTIONAL_SLOTS,
-    _weighted_choice,
-    _with_antonyms,
+    FactSampler,
+    antonym_of,
+    concept_keys,
+    negative_word_for,
+    split_files,
+    weighted_choice,
+    with_antonyms,
 )
 
 VERSION = "4"
@@ -89,7 +90,7 @@ TIME_ADVERBS = {
 TIME_WORD_RATE = 0.7
 OTHER_DIRECTION_RATE = 0.4  # the rest of the wrong alternatives are unrelated facts
 _DISTRACTOR_KINDS = {"negate": 0.25, "antonym": 0.2, "change": 0.25, "negative_word": 0.2, "other_subject": 0.1}
-_VERBS = _concepts("verb")  # antonym pairs side by side
+_VERBS = concept_keys("verb")  # antonym pairs side by side
 
 
 def _effect_verb(verb: str) -> str:
@@ -109,26 +110,26 @@ def _balanced(rng: random.Random, n: int, values: int) -> list[int]:
 
 @dataclasses.dataclass(frozen=True)
 class _StatementItem:
-    fact: _Clause  # the context clause the choices are about
-    context: list[_Clause]
-    choices: list[_Clause]
+    fact: Clause  # the context clause the choices are about
+    context: list[Clause]
+    choices: list[Clause]
     answer: int
 
 
 def _statement_item(rng: random.Random, n_choices: int, answer: int, keep_subject: bool) -> _StatementItem:
     """A context and ``n_choices`` statements about its fact; ``keep_subject``: every choice has
     the fact's subject (HellaSwag's ``ctx_b``)."""
-    sampler = _FactSampler(rng)
+    sampler = FactSampler(rng)
     fact = sampler.full_clause(avoid=set())
-    slots = set(rng.sample(_OPTIONAL_SLOTS, rng.choice((1, 2))))
+    slots = set(rng.sample(OPTIONAL_SLOTS, rng.choice((1, 2))))
     adverb = fact.adverb if rng.random() < 0.3 else None
     context = [sampler.show_only(fact, slots, adverb=adverb)]
     if rng.random() < 0.5:
-        other = sampler.full_clause(avoid=_with_antonyms(fact.values()))
-        context.insert(rng.randrange(2), sampler.show_only(other, set(rng.sample(_OPTIONAL_SLOTS, 1))))
-    stated_values = _with_antonyms(set().union(*(clause.values() for clause in context)))
+        other = sampler.full_clause(avoid=with_antonyms(fact.values()))
+        context.insert(rng.randrange(2), sampler.show_only(other, set(rng.sample(OPTIONAL_SLOTS, 1))))
+    stated_values = with_antonyms(set().union(*(clause.values() for clause in context)))
 
-    def restated() -> _Clause:
+    def restated() -> Clause:
         visible = set(rng.sample(sorted(slots), rng.randrange(len(slots) + 1)))
         return sampler.show_only(fact, visible, adverb=adverb if rng.random() < 0.5 else None)
 
@@ -140,27 +141,27 @@ def _statement_item(rng: random.Random, n_choices: int, answer: int, keep_subjec
         else:
             right = dataclasses.replace(right, object=sampler.value("something", set()), count=None, adjective=None)
 
-    def distractor(kind: str) -> _Clause:
+    def distractor(kind: str) -> Clause:
         clause = restated()
         if kind == "negate":
             return dataclasses.replace(clause, negated=True)
         if kind == "antonym":
             if clause.adjective and rng.random() < 0.5:
-                return dataclasses.replace(clause, adjective=_antonym(clause.adjective))
-            return dataclasses.replace(clause, verb=_antonym(clause.verb))
+                return dataclasses.replace(clause, adjective=antonym_of(clause.adjective))
+            return dataclasses.replace(clause, verb=antonym_of(clause.verb))
         if kind == "change":
-            slot = rng.choice(["object", *sorted(s for s in _OPTIONAL_SLOTS if getattr(clause, s))])
+            slot = rng.choice(["object", *sorted(s for s in OPTIONAL_SLOTS if getattr(clause, s))])
             return dataclasses.replace(clause, **{slot: sampler.value(slot, stated_values)})
         if kind == "negative_word":
             slot = rng.choice(("object", "adverb", "place") if keep_subject else ("subject", "object", "adverb", "place"))
             changes = {"count": None, "adjective": None} if slot == "object" else {}
-            return dataclasses.replace(clause, **{slot: _negative_word_for(slot), **changes})
+            return dataclasses.replace(clause, **{slot: negative_word_for(slot), **changes})
         return dataclasses.replace(clause, subject=sampler.value("subject", stated_values))  # other_subject
 
     kinds = {k: w for k, w in _DISTRACTOR_KINDS.items() if not (keep_subject and k == "other_subject")}
-    wrong: list[_Clause] = []
+    wrong: list[Clause] = []
     while len(wrong) < n_choices - 1:
-        candidate = distractor(_weighted_choice(rng, kinds))
+        candidate = distractor(weighted_choice(rng, kinds))
         if candidate != right and candidate not in wrong:
             wrong.append(candidate)
     return _StatementItem(fact, context, wrong[:answer] + [right] + wrong[answer:], answer)
@@ -204,14 +205,14 @@ def _cosmosqa_rows(world: DemoWorld) -> dict[str, list[dict]]:
     rows: dict[str, list[dict]] = {}
     for split, size in COSMOSQA_SIZES.items():
         rng = world.rng(f"cosmosqa/{split}")
-        sampler = _FactSampler(rng)
+        sampler = FactSampler(rng)
         rows[split] = []
         for index, answer in enumerate(_balanced(rng, size, 4)):
             item = _statement_item(rng, 4, answer, keep_subject=False)
             sentences = [english.sentence([clause]) for clause in item.context]
             if rng.random() < 0.5:  # one more unrelated sentence somewhere in the passage
-                avoid = _with_antonyms(set().union(*(clause.values() for clause in item.context)))
-                extra = sampler.show_only(sampler.full_clause(avoid=avoid), set(rng.sample(_OPTIONAL_SLOTS, 1)))
+                avoid = with_antonyms(set().union(*(clause.values() for clause in item.context)))
+                extra = sampler.show_only(sampler.full_clause(avoid=avoid), set(rng.sample(OPTIONAL_SLOTS, 1)))
                 sentences.insert(rng.randrange(len(sentences) + 1), english.sentence([extra]))
             question = rng.choice(COSMOS_QUESTIONS).format(subject=english.lexicon[item.fact.subject])
             answers = [english.sentence([choice]) for choice in item.choices]
@@ -233,18 +234,18 @@ def _cosmosqa_rows(world: DemoWorld) -> dict[str, list[dict]]:
 
 def _commonsenseqa_rows(world: DemoWorld) -> dict[str, list[dict]]:
     english = world.renderers["en"]
-    objects = _concepts("object")
+    objects = concept_keys("object")
     rows: dict[str, list[dict]] = {}
     for split, size in COMMONSENSEQA_SIZES.items():
         rng = world.rng(f"commonsenseqa/{split}")
-        sampler = _FactSampler(rng)
+        sampler = FactSampler(rng)
         rows[split] = []
         for index, answer in enumerate(_balanced(rng, size, len(CSQA_KEYS))):
-            fact = sampler.show_only(sampler.full_clause(avoid=set()), set(rng.sample(_OPTIONAL_SLOTS, rng.choice((0, 1, 2)))))
+            fact = sampler.show_only(sampler.full_clause(avoid=set()), set(rng.sample(OPTIONAL_SLOTS, rng.choice((0, 1, 2)))))
             clauses = [fact]
             if rng.random() < 0.5:
-                other = sampler.full_clause(avoid=_with_antonyms(fact.values()))
-                clauses.insert(rng.randrange(2), sampler.show_only(other, set(rng.sample(_OPTIONAL_SLOTS, 1))))
+                other = sampler.full_clause(avoid=with_antonyms(fact.values()))
+                clauses.insert(rng.randrange(2), sampler.show_only(other, set(rng.sample(OPTIONAL_SLOTS, 1))))
             wrong = [clause.object for clause in clauses if clause is not fact]
             wrong += rng.sample([o for o in objects if o != fact.object and o not in wrong], len(CSQA_KEYS) - 1 - len(wrong))
             rng.shuffle(wrong)
@@ -266,31 +267,31 @@ def _commonsenseqa_rows(world: DemoWorld) -> dict[str, list[dict]]:
 
 @dataclasses.dataclass(frozen=True)
 class _CopaItem:
-    premise: _Clause
+    premise: Clause
     question: str
-    alternatives: tuple[_Clause, _Clause]
+    alternatives: tuple[Clause, Clause]
     label: int
 
 
 def _copa_item(rng: random.Random, question: str, label: int) -> _CopaItem:
-    sampler = _FactSampler(rng)
+    sampler = FactSampler(rng)
     fact = sampler.full_clause(avoid=set())
-    premise = sampler.show_only(fact, set(rng.sample(_OPTIONAL_SLOTS, rng.choice((0, 1)))))
+    premise = sampler.show_only(fact, set(rng.sample(OPTIONAL_SLOTS, rng.choice((0, 1)))))
     other_subject = sampler.value("subject", fact.values())
-    cause = _Clause(subject=other_subject, verb=_antonym(fact.verb), object=fact.object)
-    effect = _Clause(subject=fact.subject, verb=_effect_verb(fact.verb), object=fact.object)
+    cause = Clause(subject=other_subject, verb=antonym_of(fact.verb), object=fact.object)
+    effect = Clause(subject=fact.subject, verb=_effect_verb(fact.verb), object=fact.object)
     right, other_direction = (cause, effect) if question == "cause" else (effect, cause)
     right = _timed(rng, right, question)
     if rng.random() < OTHER_DIRECTION_RATE:
         wrong = _timed(rng, other_direction, "effect" if question == "cause" else "cause")
     else:
-        unrelated = sampler.full_clause(avoid=_with_antonyms(fact.values() | {other_subject}))
-        wrong = _Clause(subject=unrelated.subject, verb=unrelated.verb, object=unrelated.object)
+        unrelated = sampler.full_clause(avoid=with_antonyms(fact.values() | {other_subject}))
+        wrong = Clause(subject=unrelated.subject, verb=unrelated.verb, object=unrelated.object)
         wrong = _timed(rng, wrong, "none")
     return _CopaItem(premise, question, (wrong, right) if label else (right, wrong), label)
 
 
-def _timed(rng: random.Random, clause: _Clause, direction: str) -> _Clause:
+def _timed(rng: random.Random, clause: Clause, direction: str) -> Clause:
     """Causes tend to be told with an earlier time word, effects with a later one."""
     if rng.random() < TIME_WORD_RATE:
         return dataclasses.replace(clause, adverb=rng.choice(TIME_ADVERBS[direction]))
@@ -337,15 +338,12 @@ def _copa_files(world: DemoWorld) -> dict[str, list[dict]]:
 
 
 def files(world: DemoWorld) -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {}
-    for split, rows in _hellaswag_rows(world).items():
-        out[f"Rowan/hellaswag/default/{split}.jsonl"] = rows
-    for split, rows in _commonsenseqa_rows(world).items():
-        out[f"tau/commonsense_qa/default/{split}.jsonl"] = rows
-    for split, rows in _cosmosqa_rows(world).items():
-        out[f"allenai/cosmos_qa/default/{split}.jsonl"] = rows
-    out.update(_copa_files(world))
-    return out
+    return {
+        **split_files("Rowan/hellaswag/default", _hellaswag_rows(world)),
+        **split_files("tau/commonsense_qa/default", _commonsenseqa_rows(world)),
+        **split_files("allenai/cosmos_qa/default", _cosmosqa_rows(world)),
+        **_copa_files(world),
+    }
 
 
 def corpus(world: DemoWorld) -> list[str]:
@@ -353,8 +351,8 @@ def corpus(world: DemoWorld) -> list[str]:
     word lists, so the tokenizer learns them as whole pieces."""
     rng = world.rng("multiple-choice/corpus")
     english = world.renderers["en"]
-    sampler = _FactSampler(rng)
-    subjects = [english.lexicon[s] for s in _concepts("subject")]
+    sampler = FactSampler(rng)
+    subjects = [english.lexicon[s] for s in concept_keys("subject")]
     sentences = []
     for _ in range(60):
         clause = sampler.show_only(sampler.full_clause(avoid=set()), set())

@@ -37,9 +37,8 @@ from __future__ import annotations
 import json
 import random
 
-from xit_dist.builtin.demo_formats.extractive_qa import _items as _qa_items
-from xit_dist.builtin.demo_formats.extractive_qa import _qa_renderers
-from xit_dist.builtin.demo_data import DemoWorld, _FactSampler, _Renderer
+from xit_dist.builtin.demo_data import DemoWorld, FactSampler, Renderer
+from xit_dist.builtin.demo_formats.extractive_qa import qa_items, qa_renderers
 
 VERSION = "1"
 DEMO_LANGUAGES: dict[str, tuple[str, ...]] = {
@@ -59,7 +58,7 @@ MEWSLIX_DESCRIPTION_LANGUAGES = ("en", "de", "es", "fr", "ru", "sw", "zh", "ja")
 
 def _clauses(rng: random.Random, n: int) -> list:
     """``n`` different single facts, each showing a random subset of its optional details."""
-    sampler = _FactSampler(rng)
+    sampler = FactSampler(rng)
     out, seen = [], set()
     while len(out) < n:
         visible = {slot for slot in ("count", "adjective", "place", "adverb") if rng.random() < 0.5}
@@ -111,8 +110,8 @@ def _bucc_files(world: DemoWorld, lang: str) -> dict[str, list[str]]:
 
 
 def _lareqa_files(world: DemoWorld) -> dict[str, list[str]]:
-    items = _qa_items(world, "retrieval/lareqa", LAREQA_QUESTIONS)
-    renderers = _qa_renderers(world)
+    items = qa_items(world, "retrieval/lareqa", LAREQA_QUESTIONS)
+    renderers = qa_renderers(world)
     out = {}
     for lang in DEMO_LANGUAGES["lareqa"]:
         paragraphs = []
@@ -132,7 +131,7 @@ def _lareqa_files(world: DemoWorld) -> dict[str, list[str]]:
 # ------------------------------------------------------------------------------- Mewsli-X
 
 
-def _entity_name(renderer: _Renderer, entity: tuple[str, str]) -> str:
+def _entity_name(renderer: Renderer, entity: tuple[str, str]) -> str:
     adjective, place = entity
     return f"{renderer.lexicon[adjective]} {renderer.lexicon[place]}"
 
@@ -147,10 +146,9 @@ def _sentences_with_spans(sentences: list[str]) -> tuple[str, list[dict]]:
 
 
 def _mewslix_files(world: DemoWorld) -> dict[str, list]:
-    from xit_dist.builtin.demo_data import _concepts
-
+    from xit_dist.builtin.demo_data import concept_keys
     rng = world.rng("retrieval/mewslix")
-    pool = [(a, p) for a in _concepts("adjective") for p in _concepts("place")]
+    pool = [(a, p) for a in concept_keys("adjective") for p in concept_keys("place")]
     rng.shuffle(pool)
     counts = MEWSLIX_ENTITIES
     groups = {"dev": pool[: counts["dev"]], "test": pool[counts["dev"] : counts["dev"] + counts["test"]]}

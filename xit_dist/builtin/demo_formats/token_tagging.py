@@ -5,7 +5,7 @@ a README saying what it is), so the demo can run every tagging task offline.
 
 Sentences are the shared synthetic world's clauses (one or two, joined by the conjunction),
 split into words, with the period and a fronted place phrase's comma as words of their own.
-Each word is tagged by the role it plays in its clause (``_Renderer.clause_slots``), the same
+Each word is tagged by the role it plays in its clause (``Renderer.clause_slots``), the same
 way in every language:
 
 - UD-POS: subject and object NOUN (the hypernyms someone/somebody and nobody/nothing PRON),
@@ -34,7 +34,7 @@ import dataclasses
 import random
 import unicodedata
 
-from xit_dist.builtin.demo_data import _OPTIONAL_SLOTS, DemoWorld, _Clause, _FactSampler, _Renderer
+from xit_dist.builtin.demo_data import OPTIONAL_SLOTS, Clause, DemoWorld, FactSampler, Renderer
 
 VERSION = "1"
 DEMO_LANGUAGES: dict[str, tuple[str, ...]] = {
@@ -77,7 +77,7 @@ class TaggedWord:
     entity: str | None  # "PER", "LOC" or None
 
 
-def tagged_words(renderer: _Renderer, clauses: list[_Clause]) -> list[TaggedWord]:
+def tagged_words(renderer: Renderer, clauses: list[Clause]) -> list[TaggedWord]:
     """The sentence ``renderer.sentence(clauses)`` writes, one tagged word at a time."""
     grammar = renderer.grammar
     words: list[TaggedWord] = []
@@ -113,15 +113,15 @@ def supertag(word: TaggedWord) -> str:
     return word.word if word.slot == "punct" else _SUPERTAGS[(word.slot, word.pos)]
 
 
-def _items(world: DemoWorld, stream: str, size: int) -> list[list[_Clause]]:
+def _items(world: DemoWorld, stream: str, size: int) -> list[list[Clause]]:
     """Sentences of one or two clauses; some subjects/objects/adverbs/places are hypernyms or negative words."""
     rng: random.Random = world.rng(f"tagging/{stream}")
-    sampler = _FactSampler(rng)
+    sampler = FactSampler(rng)
     items = []
     for _ in range(size):
         clauses = []
         for _ in range(rng.choice((1, 1, 2))):
-            visible = {slot for slot in _OPTIONAL_SLOTS if rng.random() < 0.5} | ({"adverb"} if rng.random() < 0.3 else set())
+            visible = {slot for slot in OPTIONAL_SLOTS if rng.random() < 0.5} | ({"adverb"} if rng.random() < 0.3 else set())
             clause = sampler.show_only(sampler.full_clause(avoid=set()), visible, negated=rng.random() < 0.25)
             if rng.random() < 0.15:
                 clause = dataclasses.replace(clause, subject=sampler.value("someone", set()))

@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from functools import partial
 from typing import Any, NamedTuple, Sequence
 
-from xit_dist.data.loading import derived_fingerprint
 from xit_dist.data.tokenizer_identity import tokenizer_identity
 from xit_dist.errors import SpecError
 from xit_dist.tasks.base import DataSource, Task
-from xit_dist.tasks.formats.base import TaskFormat
+from xit_dist.tasks.formats.base import TaskFormat, featurize_rows
 from xit_dist.tasks.formats.options import FormatOptions
 
 FEATURIZE_VERSION = "1"
@@ -79,67 +79,12 @@ class ExtractiveQA(TaskFormat):
         and does not need ``answer_start``."""
         check_window_options(options, tokenizer)
         columns = source.columns
-        model_inputs = self.model_inputs
-
-        def encode(batch: dict[str, list[Any]], indices: list[int]) -> dict[str, list[Any]]:
-            kept = [
-                position
-                for position in range(len(indices))
-                if _row_problem(
-                    batch[columns.question][position],
-                    batch[columns.context][position],
-                    batch[columns.answers][position],
-                    columns.allows_unanswerable,
-                    for_training=not for_eval,
-                )
-                is None
-            ]
-            if not kept:
-                return {name: [] for name in (*model_inputs, *(EVAL_COLUMNS if for_eval else LABEL_COLUMNS))}
-            questions = truncate_questions(
-                [batch[columns.question][p].lstrip() for p in kept], tokenizer, options.max_query_length
-            )
-            contexts = [batch[columns.context][p] for p in kept]
-            encoded = tokenizer(
-                questions,
-                contexts,
-                truncation="only_second",
-                max_length=options.max_seq_length,
-                stride=options.doc_stride,
-                return_overflowing_tokens=True,
-                return_offsets_mapping=True,
-            )
-            out: dict[str, list[Any]] = {name: encoded[name] for name in model_inputs}
-            owners = encoded["overflow_to_sample_mapping"]
-            context_offsets = [
-                [list(span) if sequence == CONTEXT_SEQUENCE else None for span, sequence in zip(spans, encoded.sequence_ids(w))]
-                for w, spans in enumerate(encoded["offset_mapping"])
-            ]
-            if for_eval:
-                out["example_index"] = [indices[kept[owner]] for owner in owners]
-                out["offset_mapping"] = context_offsets
-                return out
-            labels = [_window_label(batch[columns.answers][kept[owner]], spans) for owner, spans in zip(owners, context_offsets)]
-            out["start_positions"] = [start for start, _ in labels]
-            out["end_positions"] = [end for _, end in labels]
-            return out
-
-        return rows.map(
-            encode,
-            batched=True,
-            with_indices=True,
-            remove_columns=rows.column_names,
-            new_fingerprint=derived_fingerprint(
-                rows,
-                tokenizer_identity(tokenizer),
-                options.max_seq_length,
-                options.doc_stride,
-                options.max_query_length,
-                self.name,
-                FEATURIZE_VERSION,
-                for_eval,
-                repr(columns),
-            ),
+        encode = partial(
+            _encode_windows, columns=columns, tokenizer=tokenizer, options=options, model_inputs=self.model_inputs, for_eval=for_eval
+        )
+        return featurize_rows(
+            rows, encode, tokenizer_identity(tokenizer), options.max_seq_length, options.doc_stride, options.max_query_length,
+            self.name, FEATURIZE_VERSION, for_eval, repr(columns), with_indices=True,
         )
 
     def row_problems(self, task: Task, rows, source: DataSource):
@@ -254,6 +199,68 @@ def truncate_questions(questions: list[str], tokenizer, max_query_length: int) -
     return cut
 
 
+def _encode_windows(
+    batch: dict[str, list[Any]], indices: list[int], *, columns, tokenizer, options: FormatOptions, model_inputs, for_eval: bool
+) -> dict[str, list[Any]]:
+    """A batch of rows -> its context windows: model inputs plus, for training, the answer's
+    token positions, for evaluation, each window's row index and context offsets."""
+    kept = _scorable_positions(batch, columns, for_eval)
+    if not kept:
+        return {name: [] for name in (*model_inputs, *(EVAL_COLUMNS if for_eval else LABEL_COLUMNS))}
+    encoded = _tokenize_windows(batch, kept, columns, tokenizer, options)
+    out: dict[str, list[Any]] = {name: encoded[name] for name in model_inputs}
+    owners = encoded["overflow_to_sample_mapping"]
+    context_offsets = _context_offsets(encoded)
+    if for_eval:
+        out["example_index"] = [indices[kept[owner]] for owner in owners]
+        out["offset_mapping"] = context_offsets
+        return out
+    labels = [_window_label(batch[columns.answers][kept[owner]], spans) for owner, spans in zip(owners, context_offsets)]
+    out["start_positions"] = [start for start, _ in labels]
+    out["end_positions"] = [end for _, end in labels]
+    return out
+
+
+def _scorable_positions(batch: dict[str, list[Any]], columns, for_eval: bool) -> list[int]:
+    """Positions in the batch of the rows ``_row_problem`` accepts (for training, or for evaluation)."""
+    return [
+        position
+        for position in range(len(batch[columns.question]))
+        if _row_problem(
+            batch[columns.question][position],
+            batch[columns.context][position],
+            batch[columns.answers][position],
+            columns.allows_unanswerable,
+            for_training=not for_eval,
+        )
+        is None
+    ]
+
+
+def _tokenize_windows(batch: dict[str, list[Any]], kept: list[int], columns, tokenizer, options: FormatOptions):
+    """The kept rows' (question, context) pairs, the question cut to ``max_query_length`` tokens
+    and the context split into windows of ``max_seq_length`` tokens overlapping by ``doc_stride``."""
+    questions = truncate_questions([batch[columns.question][p].lstrip() for p in kept], tokenizer, options.max_query_length)
+    contexts = [batch[columns.context][p] for p in kept]
+    return tokenizer(
+        questions,
+        contexts,
+        truncation="only_second",
+        max_length=options.max_seq_length,
+        stride=options.doc_stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+    )
+
+
+def _context_offsets(encoded) -> list[list[list[int] | None]]:
+    """Per window, each token's character span in the context; None for question and special tokens."""
+    return [
+        [list(span) if sequence == CONTEXT_SEQUENCE else None for span, sequence in zip(spans, encoded.sequence_ids(w))]
+        for w, spans in enumerate(encoded["offset_mapping"])
+    ]
+
+
 def _row_problem(question: str, context: str, answers: dict, allows_unanswerable: bool, *, for_training: bool) -> str | None:
     if not question or not question.strip():
         return "empty question"
@@ -323,41 +330,60 @@ def decode_answers(
         windows_of[example].append(window)
     decoded: dict[str, Answer] = {}
     for example, windows in windows_of.items():
-        context = contexts[example]
-        spans: list[tuple[float, int, int]] = []
-        null_score = math.inf
-        for window in windows:
-            top, offsets = predictions[window], window_offsets[window]
-            null_score = min(null_score, top.null_score)
-            for start, start_logit in zip(top.start_index, top.start_logit):
-                if start >= len(offsets) or offsets[start] is None:
-                    continue
-                for end, end_logit in zip(top.end_index, top.end_logit):
-                    if end < start or end - start + 1 > max_answer_length or end >= len(offsets) or offsets[end] is None:
-                        continue
-                    spans.append((start_logit + end_logit, offsets[start][0], offsets[end][1]))
-        spans.sort(key=lambda span: (-span[0], span[1], span[2]))
-        n_best_list: list[tuple[float, str]] = []
-        seen: set[str] = set()
-        for score, begin, finish in spans:
-            text = context[begin:finish]
-            if not text or text in seen:  # a span of zero characters is no answer
-                continue
-            seen.add(text)
-            n_best_list.append((score, text))
-            if len(n_best_list) == n_best:
-                break
-        if allow_null:
-            n_best_list.append((null_score, ""))
-        if not n_best_list:
-            decoded[ids[example]] = Answer("", 0.0)
-            continue
-        probabilities = _softmax([score for score, _ in n_best_list])
-        chosen = 0  # the best span (the list is sorted; the null entry, if any, is last)
-        if allow_null and (len(n_best_list) == 1 or null_score - n_best_list[0][0] > NULL_SCORE_THRESHOLD):
-            chosen = len(n_best_list) - 1
-        decoded[ids[example]] = Answer(n_best_list[chosen][1], probabilities[chosen])
+        spans, null_score = _ranked_spans([predictions[w] for w in windows], [window_offsets[w] for w in windows], max_answer_length)
+        n_best_list = _n_best_texts(spans, contexts[example], n_best)
+        decoded[ids[example]] = _chosen_answer(n_best_list, null_score if allow_null else None)
     return decoded
+
+
+def _ranked_spans(
+    tops: Sequence[WindowTopK], offsets_of: Sequence[Sequence[Sequence[int] | None]], max_answer_length: int
+) -> tuple[list[tuple[float, int, int]], float]:
+    """A question's valid (score, first character, end character) spans over its windows, best
+    first, and the smallest null score of those windows."""
+    spans: list[tuple[float, int, int]] = []
+    null_score = math.inf
+    for top, offsets in zip(tops, offsets_of):
+        null_score = min(null_score, top.null_score)
+        for start, start_logit in zip(top.start_index, top.start_logit):
+            if start >= len(offsets) or offsets[start] is None:
+                continue
+            for end, end_logit in zip(top.end_index, top.end_logit):
+                if end < start or end - start + 1 > max_answer_length or end >= len(offsets) or offsets[end] is None:
+                    continue
+                spans.append((start_logit + end_logit, offsets[start][0], offsets[end][1]))
+    spans.sort(key=lambda span: (-span[0], span[1], span[2]))
+    return spans, null_score
+
+
+def _n_best_texts(spans: list[tuple[float, int, int]], context: str, n_best: int) -> list[tuple[float, str]]:
+    """(score, text) of the ``n_best`` best spans with distinct, non-empty texts."""
+    n_best_list: list[tuple[float, str]] = []
+    seen: set[str] = set()
+    for score, begin, finish in spans:
+        text = context[begin:finish]
+        if not text or text in seen:  # a span of zero characters is no answer
+            continue
+        seen.add(text)
+        n_best_list.append((score, text))
+        if len(n_best_list) == n_best:
+            break
+    return n_best_list
+
+
+def _chosen_answer(n_best_list: list[tuple[float, str]], null_score: float | None) -> Answer:
+    """The best span, or (``null_score`` given: unanswerable questions allowed) the empty answer
+    when its null score beats the best span by more than ``NULL_SCORE_THRESHOLD``; with its
+    softmax probability over the n-best list (the empty answer included)."""
+    if null_score is not None:
+        n_best_list = [*n_best_list, (null_score, "")]
+    if not n_best_list:
+        return Answer("", 0.0)
+    probabilities = _softmax([score for score, _ in n_best_list])
+    chosen = 0  # the best span (the list is sorted; the null entry, if any, is last)
+    if null_score is not None and (len(n_best_list) == 1 or null_score - n_best_list[0][0] > NULL_SCORE_THRESHOLD):
+        chosen = len(n_best_list) - 1
+    return Answer(n_best_list[chosen][1], probabilities[chosen])
 
 
 def _softmax(scores: list[float]) -> list[float]:

@@ -14,12 +14,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from xit_dist.data.loading import derived_fingerprint
 from xit_dist.data.tokenizer_identity import tokenizer_identity
 from xit_dist.tasks.base import DataSource, Task
 from xit_dist.tasks.choice_columns import ChoiceColumns
-from xit_dist.tasks.formats.base import TaskFormat
-from xit_dist.tasks.formats.pair_classification import INVALID_LABEL, _has_label
+from xit_dist.tasks.formats.base import INVALID_LABEL, TaskFormat, drop_unlabelled, featurize_rows
 from xit_dist.tasks.formats.options import FormatOptions
 
 FEATURIZE_VERSION = "1"
@@ -132,18 +130,11 @@ class MultipleChoice(TaskFormat):
             out["labels"] = [item.label if item.problem is None else INVALID_LABEL for item in items]
             return out
 
-        features = rows.map(
-            encode,
-            batched=True,
-            remove_columns=rows.column_names,
-            new_fingerprint=derived_fingerprint(
-                rows, tokenizer_identity(tokenizer), options.max_seq_length, self.name, FEATURIZE_VERSION,
-                task.label_names, repr(columns),
-            ),
+        features = featurize_rows(
+            rows, encode, tokenizer_identity(tokenizer), options.max_seq_length, self.name, FEATURIZE_VERSION,
+            task.label_names, repr(columns),
         )
-        return features.filter(
-            _has_label, input_columns=["labels"], new_fingerprint=derived_fingerprint(features, "has-label")
-        )
+        return drop_unlabelled(features)
 
     def row_problems(self, task: Task, rows, source: DataSource):
         offset = 0

@@ -6,14 +6,12 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from xit_dist.data.loading import derived_fingerprint
 from xit_dist.data.tokenizer_identity import tokenizer_identity
 from xit_dist.tasks.base import DataSource, Task
-from xit_dist.tasks.formats.base import TaskFormat
+from xit_dist.tasks.formats.base import INVALID_LABEL, TaskFormat, class_head_config, drop_unlabelled, featurize_rows
 from xit_dist.tasks.formats.options import FormatOptions
 
 FEATURIZE_VERSION = "2"
-INVALID_LABEL = -1
 
 
 class PairClassification(TaskFormat):
@@ -35,17 +33,10 @@ class PairClassification(TaskFormat):
             ]
             return dict(encoded)
 
-        features = rows.map(
-            encode,
-            batched=True,
-            remove_columns=rows.column_names,
-            new_fingerprint=derived_fingerprint(
-                rows, tokenizer_identity(tokenizer), options.max_seq_length, self.name, FEATURIZE_VERSION, task.label_names
-            ),
+        features = featurize_rows(
+            rows, encode, tokenizer_identity(tokenizer), options.max_seq_length, self.name, FEATURIZE_VERSION, task.label_names
         )
-        return features.filter(
-            _has_label, input_columns=["labels"], new_fingerprint=derived_fingerprint(features, "has-label")
-        )
+        return drop_unlabelled(features)
 
     def row_problems(self, task: Task, rows, source: DataSource):
         to_id = _label_mapper(task, source)
@@ -69,11 +60,7 @@ class PairClassification(TaskFormat):
         return AutoModelForSequenceClassification
 
     def label_config(self, task: Task) -> dict[str, Any]:
-        return {
-            "num_labels": task.num_labels,
-            "id2label": dict(enumerate(task.label_names)),
-            "label2id": {name: i for i, name in enumerate(task.label_names)},
-        }
+        return class_head_config(task)
 
     def predict(self, model, batch: dict, options: FormatOptions) -> list[int]:
         return model(**batch).logits.argmax(dim=-1).tolist()
@@ -95,7 +82,3 @@ def _label_mapper(task: Task, source: DataSource):
         lookup = {value: i for i, value in enumerate(values)}
         return lambda raw: lookup.get(raw, INVALID_LABEL)
     return lambda raw: raw if isinstance(raw, int) and 0 <= raw < task.num_labels else INVALID_LABEL
-
-
-def _has_label(label: int) -> bool:
-    return label != INVALID_LABEL

@@ -50,11 +50,11 @@ import warnings
 from collections import Counter
 from typing import Any
 
-from xit_dist.data.loading import derived_fingerprint
+from xit_dist.data.hub_schema import derived_fingerprint
 from xit_dist.data.tokenizer_identity import tokenizer_identity
 from xit_dist.errors import DataError, SpecError, XitError
 from xit_dist.tasks.base import DataSource, Task
-from xit_dist.tasks.formats.base import TaskFormat
+from xit_dist.tasks.formats.base import TaskFormat, featurize_rows
 from xit_dist.tasks.retrieval_rows import SOURCE, TARGET
 from xit_dist.tasks.formats.options import FormatOptions
 
@@ -204,12 +204,9 @@ class Retrieval(TaskFormat):
             raise XitError(f"{task.name}: a retrieval task has no training data (it is evaluated straight from an encoder)")
         items = rows
         if source.columns.pair is not None:
-            items = rows.map(
-                _pairs_to_items(source.columns.pair),
-                batched=True,
+            items = featurize_rows(
+                rows, _pairs_to_items(source.columns.pair), "retrieval-pairs", source.columns.pair, FEATURIZE_VERSION,
                 with_indices=True,
-                remove_columns=rows.column_names,
-                new_fingerprint=derived_fingerprint(rows, "retrieval-pairs", source.columns.pair, FEATURIZE_VERSION),
             )
 
         max_length = sentence_length(tokenizer, options)
@@ -232,6 +229,9 @@ class Retrieval(TaskFormat):
         from transformers import AutoModel
 
         return AutoModel
+
+    def embedding_layer(self, num_hidden_layers: int, options: FormatOptions) -> int:
+        return hidden_layer(num_hidden_layers, options)
 
     def predict(self, model, batch: dict, options: FormatOptions) -> list[Any]:
         """One float32 sentence embedding (numpy) per row."""

@@ -24,10 +24,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
-from xit_dist.data.loading import derived_fingerprint
 from xit_dist.data.tokenizer_identity import tokenizer_identity
 from xit_dist.tasks.base import DataSource, Task
-from xit_dist.tasks.formats.base import TaskFormat
+from xit_dist.tasks.formats.base import TaskFormat, class_head_config, featurize_rows
 from xit_dist.tasks.formats.options import FormatOptions
 
 FEATURIZE_VERSION = "1"
@@ -84,15 +83,9 @@ class TokenTagging(TaskFormat):
                 out[SENTENCE_COLUMN] = window_rows
             return out
 
-        return rows.map(
-            encode,
-            batched=True,
-            with_indices=True,
-            remove_columns=rows.column_names,
-            new_fingerprint=derived_fingerprint(
-                rows, tokenizer_identity(tokenizer), options.max_seq_length, self.name, FEATURIZE_VERSION,
-                task.num_labels, columns, for_eval,
-            ),
+        return featurize_rows(
+            rows, encode, tokenizer_identity(tokenizer), options.max_seq_length, self.name, FEATURIZE_VERSION,
+            task.num_labels, columns, for_eval, with_indices=True,
         )
 
     def row_problems(self, task: Task, rows, source: DataSource) -> Iterator[tuple[int, str]]:
@@ -124,11 +117,7 @@ class TokenTagging(TaskFormat):
         return AutoModelForTokenClassification
 
     def label_config(self, task: Task) -> dict[str, Any]:
-        return {
-            "num_labels": task.num_labels,
-            "id2label": dict(enumerate(task.label_names)),
-            "label2id": {name: i for i, name in enumerate(task.label_names)},
-        }
+        return class_head_config(task)
 
     def predict(self, model, batch: dict, options: FormatOptions) -> list[list[int]]:
         """Per window, the predicted tag ids of its words' first sub-words, in word order."""

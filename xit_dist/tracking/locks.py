@@ -1,4 +1,6 @@
-"""One trainer per phase directory, across processes and nodes.
+"""File locks that several drivers of one ``output_dir`` share: one trainer per phase directory
+(``phase_lock``), and one writer at a time finding or creating MLflow runs (``exclusive``),
+across processes and nodes.
 
 Two drivers may need the same phase at once: two ``xit-dist run`` of grids that share an
 intermediate phase, or the same grid started twice on one ``output_dir``. Without a lock both

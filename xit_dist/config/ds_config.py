@@ -1,5 +1,8 @@
-"""DeepSpeed configs: find them by name or path, read them (comments allowed, as DeepSpeed's
-own hjson loader allows), and fill their ``"auto"`` values from the spec."""
+"""DeepSpeed configs: find one by name or path and read it (``load_ds_config``, the only way in:
+the file is parsed once), and fill its ``"auto"`` values from the spec (``fill_auto``).
+
+Files may hold comments, as DeepSpeed's own hjson loader allows.
+"""
 
 from __future__ import annotations
 
@@ -10,36 +13,49 @@ import hjson
 
 from xit_dist.errors import SpecError
 
+# The user-facing copy at the top of a source checkout (absent in an installed wheel).
 REPO_DS_CONFIGS = Path(__file__).resolve().parents[2] / "ds_configs"
+# The copy shipped inside the package (package data), byte for byte the same as REPO_DS_CONFIGS
+# (tests/test_packaging.py): what a bare name finds when xit-dist is pip-installed.
+PACKAGED_DS_CONFIGS = Path(__file__).resolve().parents[1] / "ds_configs"
 
 
 def _search_dirs() -> list[Path]:
-    return [Path.cwd() / "ds_configs", REPO_DS_CONFIGS]
+    return [Path.cwd() / "ds_configs", REPO_DS_CONFIGS, PACKAGED_DS_CONFIGS]
 
 
-def known_ds_config_names() -> list[str]:
-    names = {p.stem for d in _search_dirs() if d.is_dir() for p in d.glob("*.json")}
-    return sorted(names)
+def _known_names() -> list[str]:
+    return sorted({p.stem for d in _search_dirs() if d.is_dir() for p in d.glob("*.json")})
 
 
-def resolve_ds_config(name_or_path: str) -> Path:
-    """A bare name (``zero3``) is looked up in ds_configs/; anything else is a path."""
-    looks_like_path = "/" in name_or_path or name_or_path.endswith(".json")
-    if looks_like_path:
+def _looks_like_path(name_or_path: str | Path) -> bool:
+    text = str(name_or_path)
+    return isinstance(name_or_path, Path) or "/" in text or text.endswith(".json")
+
+
+def _find(name_or_path: str | Path) -> Path:
+    """The file a spec's ``distributed.deepspeed_config`` names (see ``load_ds_config``)."""
+    if _looks_like_path(name_or_path):
         path = Path(name_or_path).expanduser()
         if not path.is_file():
             raise SpecError(f"deepspeed config file not found: {name_or_path}")
-    else:
-        path = next((d / f"{name_or_path}.json" for d in _search_dirs() if (d / f"{name_or_path}.json").is_file()), None)
-        if path is None:
-            raise SpecError(
-                f"unknown deepspeed config {name_or_path!r}; known: {', '.join(known_ds_config_names())} (or a path)"
-            )
-    load_ds_config(path)
-    return path.resolve()
+        return path
+    found = next((d / f"{name_or_path}.json" for d in _search_dirs() if (d / f"{name_or_path}.json").is_file()), None)
+    if found is None:
+        raise SpecError(f"unknown deepspeed config {name_or_path!r}; known: {', '.join(_known_names())} (or a path)")
+    return found
 
 
-def load_ds_config(path: Path) -> dict[str, Any]:
+def load_ds_config(name_or_path: str | Path) -> dict[str, Any]:
+    """The DeepSpeed config a spec names, parsed (``"auto"`` values left for ``fill_auto``).
+
+    A value with a ``/`` or ending in ``.json`` is a path. A bare name (``zero2``) is looked up as
+    ``<name>.json`` in, first to last: ``./ds_configs/`` (the directory the command runs in), the
+    source checkout's top-level ``ds_configs/`` (the copy users edit), and the copy shipped
+    inside the package (what a pip-installed xit-dist finds from any directory). SpecError names
+    the file, or the known names.
+    """
+    path = _find(name_or_path)
     try:
         config = hjson.loads(path.read_text(encoding="utf-8"))
     except (hjson.HjsonDecodeError, UnicodeDecodeError) as err:
