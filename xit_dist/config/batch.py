@@ -9,10 +9,15 @@ it, and ``config`` imports nothing above it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from xit_dist.config.spec import TrainingConfig
+
+class BatchSettings(Protocol):
+    """What the rule reads of a stage's ``TrainingConfig`` (config/spec.py, which validates with
+    this rule: so a protocol here, not an import of the spec)."""
+
+    batch_size: int
+    micro_batch_size: int | None
 
 
 @dataclass(frozen=True)
@@ -28,7 +33,7 @@ class BatchSplit:
         return self.micro_batch_size * self.accumulation_steps * self.workers
 
 
-def split_batch(training: TrainingConfig, workers: int) -> BatchSplit:
+def split_batch(training: BatchSettings, workers: int) -> BatchSplit:
     """The micro batch is ``training.micro_batch_size`` when set, else ``batch_size / workers``;
     the rest of the batch is gradient accumulation. ValueError when ``batch_size`` is not a
     multiple of micro batch x workers (the spec's validation says it, naming the field)."""

@@ -17,10 +17,7 @@ Files inside a phase directory are named by the train layer that writes them (``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from xit_dist.config.spec import ExperimentSpec
+from typing import Protocol
 
 DEFAULT_OUTPUT_DIR = "xit_runs"  # the spec's output_dir default
 RUNS_DIR = "runs"
@@ -36,6 +33,14 @@ BEST_FILE = "best.yaml"
 STUDY_FILE = "optuna.journal"
 TUNE_DIR = "tune"
 TRIALS_DIR = "trials"
+
+
+class Placed(Protocol):
+    """What the layout reads of an ``ExperimentSpec`` (config/spec.py, which takes its default
+    output_dir from here: so a protocol, not an import of the spec)."""
+
+    name: str
+    output_dir: str
 
 
 class Identified(Protocol):
@@ -56,7 +61,7 @@ def output_root(output_dir: str | Path) -> Path:
     return Path(output_dir).expanduser().resolve()
 
 
-def run_dir(spec: ExperimentSpec) -> Path:
+def run_dir(spec: Placed) -> Path:
     return output_root(spec.output_dir) / RUNS_DIR / spec.name
 
 
@@ -65,16 +70,16 @@ def spec_copy(run_directory: Path) -> Path:
     return run_directory / SPEC_COPY_FILE
 
 
-def phases_root(spec: ExperimentSpec) -> Path:
+def phases_root(spec: Placed) -> Path:
     return output_root(spec.output_dir) / PHASES_DIR
 
 
-def phase_dir(spec: ExperimentSpec, phase: Identified) -> Path:
+def phase_dir(spec: Placed, phase: Identified) -> Path:
     """A phase's outputs; an encoder evaluation has a directory of its own there too (its cache)."""
     return phases_root(spec) / phase.id
 
 
-def eval_cache_dir(spec: ExperimentSpec, phase: Identified) -> Path:
+def eval_cache_dir(spec: Placed, phase: Identified) -> Path:
     """Cached evaluations of a target phase's model, or of an encoder evaluation."""
     return phase_dir(spec, phase) / EVAL_CACHE_DIR
 
@@ -84,7 +89,7 @@ def ray_storage(output_dir: str | Path) -> Path:
     return output_root(output_dir) / RAY_STORAGE_DIR
 
 
-def ray_run_dir(spec: ExperimentSpec, phase: Identified) -> Path:
+def ray_run_dir(spec: Placed, phase: Identified) -> Path:
     """A phase's Ray Train run (its run name is the phase id)."""
     return ray_storage(spec.output_dir) / phase.id
 
