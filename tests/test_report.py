@@ -14,6 +14,7 @@ from xit_dist.cli import main
 from xit_dist.report.tables import report_section, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+GRID_TABLES = ("table", "benchmark", "per_language")  # the tables every report logs with log_table
 
 
 def log_cell(client, experiment_id: str, grid: str, index: int, intermediate: str, target: str, seed: int, metrics: dict[str, float] | None, total: int) -> str:
@@ -103,7 +104,7 @@ def test_partial_grid_report_marks_missing_seeds_and_pairs_seeds(running_grid):
 
     client = MlflowClient(uri)
     logged = {a.path for a in client.list_artifacts(run_id, "report")}
-    assert {f"report/{p.name}" for p in files} == logged
+    assert {f"report/{p.name}" for p in files} | {f"report/g_{t}.json" for t in GRID_TABLES} == logged
     assert client.get_run(run_id).data.tags["xit.report_for"] == "g"
     # A second report replaces the artifacts of the same report run.
     assert write_report("report-tests", uri, "g", str(tmp_path / "report"))["g"][0] == run_id
@@ -168,4 +169,113 @@ def test_report_of_the_trained_grid_equals_its_logged_metrics(finished_grid, tmp
     for path in files:
         if path.suffix == ".png":
             assert path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 5000
-    assert {a.path for a in client.list_artifacts(run_id, "report")} == {f"report/{name}" for name in names}
+    tables = {f"report/tiny_{t}.json" for t in GRID_TABLES}
+    assert {a.path for a in client.list_artifacts(run_id, "report")} == {f"report/{name}" for name in names} | tables
+
+
+# ---------------------------------------------------------------------------------- single runs and MLflow tables
+
+
+def log_single_run(client, experiment_id: str, intermediate: str, target: str, seed: int | None, metrics: dict[str, float] | None,
+                   start: int, extra_tags: dict[str, str] | None = None) -> str:
+    """A top-level run as ``xit-dist run spec.yaml`` leaves it: target and intermediate tags, the
+    seed as a tag (``seed`` None: only as the spec's param), no grid tags."""
+    tags = {"xit.target": target, "xit.intermediate": intermediate, **({"xit.seed": str(seed)} if seed is not None else {}), **(extra_tags or {})}
+    run_id = client.create_run(experiment_id, start_time=start, run_name=f"{intermediate}-to-{target}", tags=tags).info.run_id
+    client.log_param(run_id, "seed", "0")
+    for key, value in (metrics or {}).items():
+        client.log_metric(run_id, key, value)
+    if metrics:
+        client.set_terminated(run_id, "FINISHED", end_time=start + 500)
+    return run_id
+
+
+@pytest.fixture()
+def single_runs(tmp_path):
+    """none -> xnli and mnli -> xnli (seed 0), the latter run three times (an older finished run,
+    the latest finished one, a newer one still running); mnli,squad -> xnli with its seed only as
+    a param; and runs that are no cells: a phase's child run and a summary run."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment_id = client.create_experiment("single-runs", artifact_location=(tmp_path / "artifacts").as_uri())
+    none = log_single_run(client, experiment_id, "none", "xnli", 0, xnli_metrics(70.0, 60.0), 1000)
+    older = log_single_run(client, experiment_id, "mnli", "xnli", 0, xnli_metrics(50.0, 50.0), 2000)
+    latest = log_single_run(client, experiment_id, "mnli", "xnli", 0, xnli_metrics(74.0, 66.0), 3000)
+    running = log_single_run(client, experiment_id, "mnli", "xnli", 0, None, 4000)
+    log_single_run(client, experiment_id, "mnli,squad", "xnli", None, xnli_metrics(71.0, 63.0), 5000)
+    log_single_run(client, experiment_id, "mnli", "xnli", 0, xnli_metrics(10.0, 10.0), 6000, {"mlflow.parentRunId": latest})
+    log_single_run(client, experiment_id, "mnli", "xnli", 0, xnli_metrics(99.0, 99.0), 7000, {"xit.kind": "summary"})
+    return uri, client, experiment_id, tmp_path, {"none": none, "older": older, "latest": latest, "running": running}
+
+
+def test_report_of_single_runs_compares_them_with_the_none_run(single_runs):
+    uri, client, experiment_id, tmp_path, runs = single_runs
+    run_id, files = write_report("single-runs", uri, None, str(tmp_path / "report"))["runs"]
+    table = read_table(tmp_path / "report" / "runs_table.csv")
+    assert set(table) == {("none", "xnli"), ("mnli", "xnli"), ("mnli+squad", "xnli")}  # no child or summary run among them
+    avg = {name: client.get_run(runs[name]).data.metrics["xnli.accuracy.avg"] for name in ("none", "latest")}
+    assert float(table[("mnli", "xnli")]["delta_mean"]) == pytest.approx(avg["latest"] - avg["none"], abs=1e-4)
+    assert (table[("mnli", "xnli")]["seeds_done"], table[("mnli", "xnli")]["seeds_expected"]) == ("1", "1")
+    assert float(table[("none", "xnli")]["score_mean"]) == pytest.approx(avg["none"], abs=1e-4)
+    assert float(table[("mnli+squad", "xnli")]["delta_mean"]) == pytest.approx(67.0 - 65.0, abs=1e-4)  # seed from its param, paired
+    markdown = (tmp_path / "report" / "runs_report.md").read_text()
+    assert "# Single runs" in markdown and "3 cells in MLflow (complete)" in markdown
+    note = next(line for line in markdown.splitlines() if line.startswith("- mnli -> xnli, seed 0: 3 runs"))
+    assert runs["latest"] in note.split("leaves out")[0] and runs["older"] in note and runs["running"] in note
+    assert f"| mnli (Δ) | {avg['latest'] - avg['none']:+.2f} |" in markdown
+    report_run = client.get_run(run_id)
+    assert report_run.data.tags["xit.report_for"] == "runs" and report_run.data.tags["xit.kind"] == "report"
+    logged = {a.path for a in client.list_artifacts(run_id, "report")}
+    assert {f"report/{p.name}" for p in files} | {f"report/runs_{t}.json" for t in GRID_TABLES} == logged
+
+
+def test_report_tables_are_mlflow_tables_replaced_on_a_rerun(single_runs):
+    import json
+
+    import pandas as pd
+
+    uri, client, experiment_id, tmp_path, runs = single_runs
+    first = write_report("single-runs", uri, None, str(tmp_path / "r1"))["runs"][0]
+    assert write_report("single-runs", uri, None, str(tmp_path / "r2"))["runs"][0] == first
+    assert len(client.search_runs([experiment_id], "tags.`xit.report_for` = 'runs'")) == 1
+    # As client.load_table reads it (which finds runs through the fluent API's tracking URI, not the client's).
+    loaded = pd.read_json(client.download_artifacts(first, "report/runs_table.json", str(tmp_path / "dl")), orient="split")
+    assert len(loaded) == 3  # one row per setting: the rerun replaced the table, it did not append to it
+    by_row = {row["row"]: row for row in loaded.to_dict("records")}
+    expected = read_table(tmp_path / "r2" / "runs_table.csv")
+    for row in ("mnli", "mnli+squad"):
+        assert by_row[row]["delta_mean"] == pytest.approx(float(expected[(row, "xnli")]["delta_mean"]), abs=1e-4)
+    assert by_row["none"]["score_mean"] == pytest.approx(65.0) and pd.isna(by_row["none"]["delta_mean"])  # the baseline: no delta
+    benchmark = json.loads(Path(client.download_artifacts(first, "report/runs_benchmark.json", str(tmp_path / "dl"))).read_text())
+    assert benchmark["columns"][:3] == ["benchmark", "row", "score"] and len(benchmark["data"]) == 6  # xtreme, xtreme-r x 3 rows
+    listed = json.loads(client.get_run(first).data.tags["mlflow.loggedArtifacts"])
+    assert sorted(entry["path"] for entry in listed) == sorted(f"report/runs_{t}.json" for t in GRID_TABLES)
+
+
+def test_summary_runs_with_grid_tags_leave_the_grid_report_as_it_was(running_grid):
+    from mlflow.tracking import MlflowClient
+
+    uri, _, tmp_path = running_grid
+    write_report("report-tests", uri, "g", str(tmp_path / "before"))
+    client = MlflowClient(uri)
+    experiment_id = client.get_experiment_by_name("report-tests").experiment_id
+    for intermediate in ("none", "mnli"):  # a summary run per setting, carrying the grid's tags (a cell's name too, at worst)
+        run_id = log_cell(client, experiment_id, "g", 0, intermediate, "xnli", 0, xnli_metrics(1.0, 1.0), total=12)
+        client.set_tag(run_id, "xit.kind", "summary")
+    write_report("report-tests", uri, "g", str(tmp_path / "after"))
+    for name in ("g_table.csv", "g_benchmark.csv", "g_report.md"):
+        assert (tmp_path / "after" / name).read_text() == (tmp_path / "before" / name).read_text()
+
+
+def test_report_of_an_experiment_without_grid_or_single_runs_is_one_line(tmp_path, capsys):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment_id = client.create_experiment("empty", artifact_location=(tmp_path / "artifacts").as_uri())
+    client.create_run(experiment_id, tags={"xit.kind": "search", "xit.target": "xnli"})  # a search run: no cell
+    assert main(["report", "empty", "--tracking-uri", uri, "--out", str(tmp_path / "x")]) == 2
+    ours = [line for line in capsys.readouterr().err.splitlines() if line.startswith("xit-dist")]
+    assert len(ours) == 1 and "has neither grid runs nor single runs" in ours[0]

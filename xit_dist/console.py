@@ -41,6 +41,8 @@ def quiet_third_party() -> None:
     except ImportError:  # another Ray layout: the lines are noise, not errors
         pass
 
+    # MLflow's system-metrics monitor says at INFO that it starts, stops, and skips GPU metrics.
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
     transformers.logging.set_verbosity_error()

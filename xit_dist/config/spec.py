@@ -282,6 +282,9 @@ class DistributedSpec(_Strict):
 class TrackingSpec(_Strict):
     uri: str | None = Field(None, description="MLflow tracking URI; default MLFLOW_TRACKING_URI, else sqlite under output_dir")
     experiment: str = "xit-dist"
+    system_metrics_interval_s: float = Field(
+        10.0, ge=0, description="seconds between MLflow system-metric samples (CPU, memory, GPU) of each node of a phase; 0: off"
+    )
 
 
 class ExperimentSpec(_Strict):

@@ -19,11 +19,11 @@ def evaluation_inputs(task: Task, source: DataSource, tokenizer, options: Format
     return rows, get_format(task.format).featurize(task, rows, source, tokenizer, options, for_eval=True)
 
 
-def training_features(task: Task, tokenizer, options: FormatOptions, data_dir, revision=None, limit=None, stage=None):
+def training_features(task: Task, tokenizer, options: FormatOptions, data_dir, revision=None, limit=None, stage=None, records=None):
     """The task's training features: each training source featurised on its own (their schemas
     differ: ANLI, SNLI and MNLI under one head), then concatenated; ``limit`` caps the rows.
     ``stage`` (``StageData``): an intermediate stage's languages, subsample and augmentation
-    (``data.stage.training_rows``)."""
+    (``data.stage.training_rows``); ``records``: a list that receives what was read, per source."""
     from datasets import concatenate_datasets
 
     from xit_dist.data.stage import training_rows
@@ -31,7 +31,7 @@ def training_features(task: Task, tokenizer, options: FormatOptions, data_dir, r
     fmt = get_format(task.format)
     parts = [
         fmt.featurize(task, rows, source, tokenizer, options, for_eval=False)
-        for source, rows in training_rows(task, data_dir, revision, limit, stage)
+        for source, rows in training_rows(task, data_dir, revision, limit, stage, records)
     ]
     features = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
     if limit is not None and limit < len(features):

@@ -160,13 +160,15 @@ def check_subsample_fits(stage, inputs, revision=None) -> None:
         training_rows(get_task(name), data.data_dirs[name], revision, stage.training.max_train_examples, without_augment)
 
 
-def training_rows(task, data_dir, revision=None, limit=None, stage: StageData | None = None) -> list[tuple[object, object]]:
+def training_rows(task, data_dir, revision=None, limit=None, stage: StageData | None = None, records: list | None = None) -> list[tuple[object, object]]:
     """(source, rows) of every training source of ``task`` in the stage, after subsampling and
-    augmentation. ``limit`` (``max_train_examples``) caps each source's rows first."""
+    augmentation. ``limit`` (``max_train_examples``) caps each source's rows first. ``records``:
+    a list that receives each source's dataset record as read (``data.dataset_records``)."""
     from xit_dist.data.loading import load_rows
 
     task_dir = _directory(data_dir)
-    pairs = [(source, load_rows(source, directory, revision, limit)) for source, directory in training_sources(task, task_dir, stage)]
+    located = list(training_sources(task, task_dir, stage))
+    pairs = [(source, load_rows(source, directory, revision, limit)) for source, directory in located]
     if stage is not None and stage.subsample is not None:
         from xit_dist.data.subsample import subsample_sources
 
@@ -176,4 +178,8 @@ def training_rows(task, data_dir, revision=None, limit=None, stage: StageData | 
         from xit_dist.data.augment import augment_rows
 
         pairs = [(source, augment_rows(rows, source, stage.augment)) for source, rows in pairs]
+    if records is not None:
+        from xit_dist.data.dataset_records import TRAINING, dataset_record
+
+        records += [dataset_record(task.name, source, rows, directory, revision, TRAINING) for (source, rows), (_, directory) in zip(pairs, located)]
     return pairs

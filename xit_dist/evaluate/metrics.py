@@ -17,6 +17,7 @@ stay comparable with published XTREME / XTREME-R tables:
 * aggregation helpers     XTREME ``evaluate.py: evaluate``; ``pooled_average`` for
                           XTREME-R ``utils_lareqa.mean_avg_prec_at_k`` (one mean
                           over the questions of all languages)
+* ``mean_std``            mean and sample std over seeds (report tables, MLflow summary runs)
 * ``metric_library_versions``  versions of the libraries that compute a metric
                           (seqeval), recorded with every result
 """
@@ -389,6 +390,14 @@ def map_at_k(ranked: list[list[str]], relevant: list[set[str]], k: int = 20) -> 
 # --------------------------------------------------------------------------- #
 # aggregation (XTREME evaluate.py)
 # --------------------------------------------------------------------------- #
+def mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (n - 1) over seeds, as the paper's tables report them;
+    no standard deviation from a single seed."""
+    import statistics
+
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
 def language_average(per_language: Mapping[str, float]) -> float:
     """Unweighted mean over languages: a task's score in XTREME."""
     _check_nonempty("per_language", per_language)

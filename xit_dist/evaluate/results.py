@@ -20,6 +20,7 @@ class TaskResults:
     counts: dict[str, int]
     chance: float | None = None  # the primary metric of a uniform random guess, when meaningful
     robustness: dict | None = None  # perturbed scores and reliability bins (xit_dist.evaluate.robustness)
+    datasets: list[dict] = field(default_factory=list)  # what was read, per language (data.dataset_records)
     # Versions of the libraries that compute a metric (seqeval's changes UD-POS F1), for the record.
     libraries: dict[str, str | None] = field(default_factory=metric_library_versions)
 

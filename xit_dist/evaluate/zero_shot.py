@@ -117,8 +117,12 @@ def gather_to_rank0(local: dict[int, Any], world_size: int) -> dict[int, Any]:
     return merged
 
 
-def evaluate_languages(model, tokenizer, job: EvalJob, rank: int, world_size: int, device, verbose: bool = True) -> dict[str, Any]:
-    """Every rank calls this; rank 0 returns ``{"results": {lang: {metric: score}}, "counts": ...}``."""
+def evaluate_languages(model, tokenizer, job: EvalJob, rank: int, world_size: int, device, verbose: bool = True,
+                       with_datasets: bool = True) -> dict[str, Any]:
+    """Every rank calls this; rank 0 returns ``{"results": {lang: {metric: score}}, "counts": ...}``,
+    and, ``with_datasets``, the record of every split it read (``"datasets"``; a validation that
+    reads the same dev set again and again does without)."""
+    from xit_dist.data.dataset_records import EVALUATION, dataset_record
     from xit_dist.data.features import evaluation_inputs
     from xit_dist.evaluate.robustness import calibration_stats, series_key
     from xit_dist.tasks.registry import get_task
@@ -132,6 +136,7 @@ def evaluate_languages(model, tokenizer, job: EvalJob, rank: int, world_size: in
     counts: dict[str, int] = {}
     perturbed: dict[str, dict[str, dict[str, float]]] = {p.name: {} for p in job.perturbations}  # Study 4
     reliability: dict[str, dict] = {}
+    datasets: list[dict] = []  # what was read, per language (data.dataset_records)
     for lang in job.languages:
         source = task.eval_source(job.split, lang)
         for perturbation in [None, *job.perturbations]:
@@ -151,13 +156,15 @@ def evaluate_languages(model, tokenizer, job: EvalJob, rank: int, world_size: in
                 reliability[series_key(lang, perturbation and perturbation.name)] = stats.to_dict()
             if perturbation is None:
                 results[lang], counts[lang] = scores, fmt.num_examples(rows, features)
+            if perturbation is None and with_datasets:
+                datasets.append(dataset_record(task.name, source, rows, job.data_dir, job.data_revision, EVALUATION))
             else:
                 perturbed[perturbation.name][lang] = scores
             if verbose:
                 label = f"{lang} {perturbation.name}" if perturbation else lang
                 print(f"[{job.phase_id}] {task.name} {label}: " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()), flush=True)
     model.train(was_training)
-    evaluation = {"key": evaluation_key(job), "results": results, "counts": counts}
+    evaluation = {"key": evaluation_key(job), "results": results, "counts": counts, "datasets": datasets}
     if job.perturbations:
         evaluation["perturbed"] = perturbed
     if reliability:

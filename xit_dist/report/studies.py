@@ -13,10 +13,9 @@
 
 from __future__ import annotations
 
-import csv
 import statistics
 
-from xit_dist.report.tables import GridReport, Section, _pyplot, report_section
+from xit_dist.report.tables import GridReport, Section, _pyplot, report_section, write_table
 
 FULL = "full"
 RESOURCE_GROUPS = ("low", "mid", "high")
@@ -30,6 +29,11 @@ def _mean(values: list[float]) -> float | None:
 
 def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
+
+
+def _fmt_cell(value) -> str:
+    """A CSV cell of the calibration and resource-group tables: numbers as in their Markdown."""
+    return _fmt(value) if value is None or isinstance(value, float) else str(value)
 
 
 # ---------------------------------------------------------------------------------- data size
@@ -53,32 +57,29 @@ def scaling_curve(report: GridReport) -> Section | None:
     if not points:
         return None
     plt = _pyplot()
-    files, lines = [], ["| target | intermediate | size | score | seeds |", "| --- | --- | --- | --- | --- |"]
-    table = report.path("data_size.csv")
-    with table.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["target", "intermediate", "size", "score_mean", "seeds"])
-        for target, by_task in points.items():
-            sizes = sorted({s for by_size in by_task.values() for s in by_size}, key=lambda s: (s == FULL, int(s) if s != FULL else 0))
-            fig, ax = plt.subplots(figsize=(5.5, 3.6))
-            for task, by_size in by_task.items():
-                xs = [i for i, s in enumerate(sizes) if s in by_size]
-                ys = [statistics.fmean(by_size[sizes[i]]) for i in xs]
-                ax.plot(xs, ys, marker="o", label=task)
-                for i, y in zip(xs, ys):
-                    writer.writerow([target, task, sizes[i], f"{y:.4f}", len(by_size[sizes[i]])])
-                    lines.append(f"| {target} | {task} | {sizes[i]} | {y:.2f} | {len(by_size[sizes[i]])} |")
-            if target in baseline:
-                ax.axhline(statistics.fmean(baseline[target]), color="gray", linestyle="--", linewidth=1, label="no intermediate")
-            ax.set_xticks(range(len(sizes)), sizes)
-            ax.set_xlabel("intermediate training rows")
-            ax.set_ylabel(f"{target} score")
-            ax.set_title(f"{report.grid}: {target} vs intermediate data size", fontsize=9)
-            ax.legend(fontsize=7)
-            path = _save_figure(report, plt, fig, f"scaling_{target}.png")
-            files.append(path)
-            lines.append(f"\n![{target}]({path.name})\n")
-    return Section("Score vs intermediate data size", "\n".join(lines), [table, *files])
+    files, lines, rows = [], ["| target | intermediate | size | score | seeds |", "| --- | --- | --- | --- | --- |"], []
+    for target, by_task in points.items():
+        sizes = sorted({s for by_size in by_task.values() for s in by_size}, key=lambda s: (s == FULL, int(s) if s != FULL else 0))
+        fig, ax = plt.subplots(figsize=(5.5, 3.6))
+        for task, by_size in by_task.items():
+            xs = [i for i, s in enumerate(sizes) if s in by_size]
+            ys = [statistics.fmean(by_size[sizes[i]]) for i in xs]
+            ax.plot(xs, ys, marker="o", label=task)
+            for i, y in zip(xs, ys):
+                rows.append({"target": target, "intermediate": task, "size": sizes[i], "score_mean": y, "seeds": len(by_size[sizes[i]])})
+                lines.append(f"| {target} | {task} | {sizes[i]} | {y:.2f} | {len(by_size[sizes[i]])} |")
+        if target in baseline:
+            ax.axhline(statistics.fmean(baseline[target]), color="gray", linestyle="--", linewidth=1, label="no intermediate")
+        ax.set_xticks(range(len(sizes)), sizes)
+        ax.set_xlabel("intermediate training rows")
+        ax.set_ylabel(f"{target} score")
+        ax.set_title(f"{report.grid}: {target} vs intermediate data size", fontsize=9)
+        ax.legend(fontsize=7)
+        path = _save_figure(report, plt, fig, f"scaling_{target}.png")
+        files.append(path)
+        lines.append(f"\n![{target}]({path.name})\n")
+    table = write_table(report, "data_size", ["target", "intermediate", "size", "score_mean", "seeds"], rows)
+    return Section("Score vs intermediate data size", "\n".join(lines), [table, *files], {"data_size": rows})
 
 
 # ---------------------------------------------------------------------------------- calibration
@@ -97,43 +98,37 @@ def perturbation_names(report: GridReport, target: str) -> list[str]:
 @report_section("calibration")
 def calibration_table(report: GridReport) -> Section | None:
     metrics = ("ece", "brier", "f1")
-    lines, files = [], []
-    table = report.path("calibration.csv")
-    rows_written = 0
+    lines, files, rows = [], [], []
     plt = _pyplot()
-    with table.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["row", "target", "perturbation", *metrics, "seeds"])
-        for target in report.targets:
-            names = ["none", *perturbation_names(report, target)]
-            lines += [f"**{target}** (language averages)", "", "| row | perturbation | ECE | Brier | F1 | seeds |", "| --- | --- | --- | --- | --- | --- |"]
-            ece_bars: dict[str, list[float | None]] = {}
-            for row in report.rows:
-                done = report.finished(row, target)
-                if not done:
+    for target in report.targets:
+        names = ["none", *perturbation_names(report, target)]
+        lines += [f"**{target}** (language averages)", "", "| row | perturbation | ECE | Brier | F1 | seeds |", "| --- | --- | --- | --- | --- | --- |"]
+        ece_bars: dict[str, list[float | None]] = {}
+        for row in report.rows:
+            done = report.finished(row, target)
+            if not done:
+                continue
+            for name in names:
+                suffix = "" if name == "none" else f".{name}"
+                values = {m: _mean([c.metrics[f"{target}.{m}.avg{suffix}"] for c in done.values() if f"{target}.{m}.avg{suffix}" in c.metrics]) for m in metrics}
+                if values["ece"] is None:
                     continue
-                for name in names:
-                    suffix = "" if name == "none" else f".{name}"
-                    values = {m: _mean([c.metrics[f"{target}.{m}.avg{suffix}"] for c in done.values() if f"{target}.{m}.avg{suffix}" in c.metrics]) for m in metrics}
-                    if values["ece"] is None:
-                        continue
-                    writer.writerow([row, target, name, *(_fmt(values[m]) for m in metrics), len(done)])
-                    lines.append(f"| {row} | {name} | {_fmt(values['ece'])} | {_fmt(values['brier'])} | {_fmt(values['f1'])} | {len(done)} |")
-                    ece_bars.setdefault(row, []).append(values["ece"])
-                    rows_written += 1
-            if ece_bars:
-                path = _grouped_bars(
-                    report, plt, ece_bars, names, f"calibration_{target}.png",
-                    figsize=(max(4.5, 1.2 * len(names) * len(ece_bars) / 2), 3.4),
-                    ylabel="ECE (15 bins, %)", title=f"{report.grid}: {target} calibration by perturbation",
-                )
-                files.append(path)
-                lines += ["", f"![{target}]({path.name})", ""]
-    if not rows_written:
-        table.unlink()
+                rows.append({"row": row, "target": target, "perturbation": name, **values, "seeds": len(done)})
+                lines.append(f"| {row} | {name} | {_fmt(values['ece'])} | {_fmt(values['brier'])} | {_fmt(values['f1'])} | {len(done)} |")
+                ece_bars.setdefault(row, []).append(values["ece"])
+        if ece_bars:
+            path = _grouped_bars(
+                report, plt, ece_bars, names, f"calibration_{target}.png",
+                figsize=(max(4.5, 1.2 * len(names) * len(ece_bars) / 2), 3.4),
+                ylabel="ECE (15 bins, %)", title=f"{report.grid}: {target} calibration by perturbation",
+            )
+            files.append(path)
+            lines += ["", f"![{target}]({path.name})", ""]
+    if not rows:
         return None
+    table = write_table(report, "calibration", ["row", "target", "perturbation", *metrics, "seeds"], rows, _fmt_cell)
     lines.append("Reliability diagrams per language: each cell's target run, artifacts `results/<task>_reliability_<lang>.png`.")
-    return Section("Calibration under perturbations", "\n".join(lines), [table, *files])
+    return Section("Calibration under perturbations", "\n".join(lines), [table, *files], {"calibration": rows})
 
 
 # ---------------------------------------------------------------------------------- multilingual
@@ -154,38 +149,32 @@ def _evaluated_languages(target: str, present: set[str]) -> tuple[list[str], str
 
 @report_section("multilingual")
 def drop_by_resource_group(report: GridReport) -> Section | None:
-    lines, files = [], []
-    table = report.path("resource_groups.csv")
+    lines, files, rows = [], [], []
     plt = _pyplot()
-    written = 0
-    with table.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["row", "target", "languages", "low", "mid", "high", "transfer_gap", "seeds"])
-        for target in report.targets:
-            bars: dict[str, list[float | None]] = {}
-            rows_text: list[str] = []
-            which = "evaluated"
-            for row in report.rows:
-                done = report.finished(row, target)
-                if not done:
-                    continue
-                means, gap, counted = _resource_group_drops(done.values(), target)
-                which = counted or which
-                if gap is None:
-                    continue
-                writer.writerow([row, target, which, *(_fmt(means[g]) for g in RESOURCE_GROUPS), _fmt(gap), len(done)])
-                rows_text.append(f"| {row} | {_fmt(means['low'])} | {_fmt(means['mid'])} | {_fmt(means['high'])} | {_fmt(gap)} | {len(done)} |")
-                bars[row] = [means[g] for g in RESOURCE_GROUPS]
-                written += 1
-            if bars:
-                lines += [f"**{target}**: drop from English (points), {which} languages", "",
-                          "| row | low | mid | high | transfer gap | seeds |", "| --- | --- | --- | --- | --- | --- |", *rows_text]
-                files.append(_resource_group_chart(report, plt, target, bars))
-                lines += ["", f"![{target}]({files[-1].name})", ""]
-    if not written:
-        table.unlink()
+    for target in report.targets:
+        bars: dict[str, list[float | None]] = {}
+        rows_text: list[str] = []
+        which = "evaluated"
+        for row in report.rows:
+            done = report.finished(row, target)
+            if not done:
+                continue
+            means, gap, counted = _resource_group_drops(done.values(), target)
+            which = counted or which
+            if gap is None:
+                continue
+            rows.append({"row": row, "target": target, "languages": which, **means, "transfer_gap": gap, "seeds": len(done)})
+            rows_text.append(f"| {row} | {_fmt(means['low'])} | {_fmt(means['mid'])} | {_fmt(means['high'])} | {_fmt(gap)} | {len(done)} |")
+            bars[row] = [means[g] for g in RESOURCE_GROUPS]
+        if bars:
+            lines += [f"**{target}**: drop from English (points), {which} languages", "",
+                      "| row | low | mid | high | transfer gap | seeds |", "| --- | --- | --- | --- | --- | --- |", *rows_text]
+            files.append(_resource_group_chart(report, plt, target, bars))
+            lines += ["", f"![{target}]({files[-1].name})", ""]
+    if not rows:
         return None
-    return Section("Robustness by language resource group", "\n".join(lines), [table, *files])
+    table = write_table(report, "resource_groups", ["row", "target", "languages", *RESOURCE_GROUPS, "transfer_gap", "seeds"], rows, _fmt_cell)
+    return Section("Robustness by language resource group", "\n".join(lines), [table, *files], {"resource_groups": rows})
 
 
 def _resource_group_drops(cells, target: str) -> tuple[dict[str, float | None], float | None, str | None]:

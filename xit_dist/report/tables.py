@@ -16,7 +16,12 @@ baseline (the row whose intermediate label is ``none``, other labels equal):
 - PNGs: a heatmap of the delta table, a per-language heatmap per target, the benchmark scores.
 
 Everything is written to a directory and logged as artifacts of one report run per grid in the
-same MLflow experiment (tag ``xit.report_for``), replaced on every report.
+same MLflow experiment (tag ``xit.report_for``), replaced on every report. Every table is also
+logged with ``MlflowClient.log_table`` (``report/<grid>_<table>.json``), so the MLflow UI shows it.
+
+An experiment's single runs (``xit-dist run spec.yaml``: top-level parent runs with a target and
+no grid) are reported as one pseudo-grid named ``runs`` (``SINGLE_RUNS``), a cell per
+intermediate setting x target x seed; of runs sharing one, the latest finished counts.
 
 Study-specific sections: a function ``(GridReport) -> Section | None`` decorated with
 ``@report_section("<study>")`` runs for grids whose ``study:`` (tag ``xit.study``) is that name;
@@ -27,6 +32,7 @@ Study-specific sections: a function ``(GridReport) -> Section | None`` decorated
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import statistics
@@ -35,17 +41,20 @@ from pathlib import Path
 from typing import Callable
 
 from xit_dist.errors import XitError
-from xit_dist.evaluate.metrics import benchmark_score, task_score
+from xit_dist.evaluate.metrics import benchmark_score, mean_std, task_score
 from xit_dist.config import layout
 from xit_dist.plan.grid import NO_INTERMEDIATE, is_grid_file
 from xit_dist.tasks.languages import SOURCE_LANGUAGE
 from xit_dist.tracking.store import DEFAULT_STORE_FILE
 from xit_dist.tracking.tags import (
-    AXIS_TAG_PREFIX, CELL_TAG, CELLS_TAG, GRID_TAG, INDEX_TAG, INTERMEDIATE_TAG, KIND_TAG, REPORT_KIND, REPORT_TAG, SEED_TAG,
-    STUDY_TAG, TARGET_TAG,
+    AXIS_TAG_PREFIX, CELL_TAG, CELLS_TAG, GRID_TAG, INDEX_TAG, INTERMEDIATE_TAG, KIND_TAG, PARENT_TAG, REPORT_KIND, REPORT_TAG,
+    SEARCH_KIND, SEED_TAG, STUDY_TAG, SUMMARY_KIND, TARGET_TAG, TRIAL_KIND,
 )
 BENCHMARKS = ("xtreme", "xtreme-r")
 QA_METRICS = ("f1", "exact_match")
+SINGLE_RUNS = "runs"          # the pseudo-grid of an experiment's single runs (its report run's xit.report_for)
+NOT_A_CELL = (SUMMARY_KIND, REPORT_KIND, SEARCH_KIND, TRIAL_KIND)  # kinds of runs that are never report cells
+REPORT_DIR = "report"         # the report run's artifact folder
 
 
 # ---------------------------------------------------------------------------------- data
@@ -137,9 +146,13 @@ class CellResult:
 
 @dataclass
 class Section:
+    """A report section: Markdown, the files it wrote and its tables as rows (table name ->
+    rows of column -> value), which are logged as MLflow tables for the UI."""
+
     title: str
     markdown: str
     files: list[Path] = field(default_factory=list)
+    tables: dict[str, list[dict]] = field(default_factory=dict)
 
 
 @dataclass
@@ -204,10 +217,6 @@ def report_section(study: str | None = None) -> Callable[[SectionFn], SectionFn]
     return register
 
 
-def mean_std(values: list[float]) -> tuple[float, float | None]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
-
-
 def format_mean_std(values: list[float], signed: bool) -> str:
     mean, std = mean_std(values)
     text = f"{mean:+.2f}" if signed else f"{mean:.2f}"
@@ -262,27 +271,43 @@ def delta_table(report: GridReport) -> Section:
     for row in report.rows:
         label = f"{row} (score)" if report.baseline_of(row) is None else f"{row} (Δ)"
         lines.append(f"| {label} | " + " | ".join(_entry_text(by_key.get((row, t))) for t in report.targets) + " |")
-    table_csv = report.path("table.csv")
-    with table_csv.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["row", "target", "seeds_done", "seeds_expected", "score_mean", "score_std", "delta_mean", "delta_std", "scores_by_seed", "deltas_by_seed"])
-        for e in entries:
-            s_mean, s_std = mean_std(list(e.scores.values())) if e.scores else (None, None)
-            d_mean, d_std = mean_std(list(e.deltas.values())) if e.deltas else (None, None)
-            writer.writerow([e.row, e.target, e.seeds_done, e.seeds_expected, _num(s_mean), _num(s_std), _num(d_mean), _num(d_std),
-                             ";".join(f"{k}:{v:.4f}" for k, v in sorted(e.scores.items())),
-                             ";".join(f"{k}:{v:.4f}" for k, v in sorted(e.deltas.items()))])
+    columns = ["row", "target", "seeds_done", "seeds_expected", "score_mean", "score_std", "delta_mean", "delta_std", "scores_by_seed", "deltas_by_seed"]
+    rows = []
+    for e in entries:
+        s_mean, s_std = mean_std(list(e.scores.values())) if e.scores else (None, None)
+        d_mean, d_std = mean_std(list(e.deltas.values())) if e.deltas else (None, None)
+        rows.append(dict(zip(columns, [e.row, e.target, e.seeds_done, e.seeds_expected, s_mean, s_std, d_mean, d_std,
+                                       _by_seed(e.scores), _by_seed(e.deltas)])))
+    table_csv = write_table(report, "table", columns, rows)
     text = (
         "Task score per target (accuracy, F1, or (F1 + EM) / 2 for QA; mean over the evaluated languages). "
         "The baseline row (no intermediate phase) gives the score; every other row the difference from it, "
         "mean ± std over seeds of the per-seed differences (same seed paired). "
         "\"k/n seeds\": only k of the row's n cells have results yet.\n\n" + "\n".join(lines)
     )
-    return Section("Intermediate × target: Δ against no intermediate task", text, [table_csv, delta_heatmap(report, entries)])
+    return Section("Intermediate × target: Δ against no intermediate task", text, [table_csv, delta_heatmap(report, entries)], {"table": rows})
 
 
-def _num(value: float | None) -> str:
-    return "" if value is None else f"{value:.4f}"
+def _by_seed(values: dict[str, float]) -> str:
+    return ";".join(f"{k}:{v:.4f}" for k, v in sorted(values.items()))
+
+
+def _csv_text(value) -> str:
+    """A CSV cell of the report's tables: a float to 4 decimals, None empty."""
+    if value is None:
+        return ""
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def write_table(report: GridReport, name: str, columns: list[str], rows: list[dict], text: Callable[[object], str] = _csv_text) -> Path:
+    """Write ``rows`` (column -> value) as ``<grid>_<name>.csv``, each value through ``text``.
+    The same rows, unformatted, go into the section's ``tables`` for MLflow."""
+    path = report.path(f"{name}.csv")
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        writer.writerows([text(row.get(column)) for column in columns] for row in rows)
+    return path
 
 
 @report_section()
@@ -315,36 +340,31 @@ def benchmark_scores(report: GridReport) -> Section | None:
     lines = ["| benchmark | setting | score | tasks | coverage |", "| --- | --- | --- | --- | --- |"]
     for benchmark, row, score, have, total, notes in rows_out:
         lines.append(f"| {benchmark} | {row} | {score:.2f} | {have}/{total} | {'; '.join(notes) or 'complete'} |")
-    path = report.path("benchmark.csv")
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["benchmark", "row", "score", "tasks_present", "tasks_in_benchmark", "coverage_notes"])
-        for benchmark, row, score, have, total, notes in rows_out:
-            writer.writerow([benchmark, row, f"{score:.4f}", have, total, "; ".join(notes)])
+    columns = ["benchmark", "row", "score", "tasks_present", "tasks_in_benchmark", "coverage_notes"]
+    rows = [dict(zip(columns, [benchmark, row, score, have, total, "; ".join(notes)])) for benchmark, row, score, have, total, notes in rows_out]
+    path = write_table(report, "benchmark", columns, rows)
     text = (
         "Benchmark score per setting: each task's score over the benchmark's languages (mean over seeds), "
         "then the unweighted mean over the grid's tasks of that benchmark. Fewer tasks or languages than the "
         "benchmark has are listed under coverage: such a score is not comparable to published ones.\n\n" + "\n".join(lines)
     )
-    return Section("XTREME / XTREME-R scores", text, [path, benchmark_plot(report, rows_out)])
+    return Section("XTREME / XTREME-R scores", text, [path, benchmark_plot(report, rows_out)], {"benchmark": rows})
 
 
 @report_section()
 def language_heatmaps(report: GridReport) -> Section:
-    files, lines = [], []
-    path_csv = report.path("per_language.csv")
-    with path_csv.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["row", "target", "language", "seeds", "score_mean", "delta_mean"])
-        for target in report.targets:
-            matrix = per_language_matrix(report, target)
-            for row, (langs, values) in matrix.items():
-                for lang in langs:
-                    score, delta, seeds = values[lang]
-                    writer.writerow([row, target, lang, seeds, _num(score), _num(delta)])
-            files.append(language_heatmap(report, target, matrix))
-            lines.append(f"![{target}]({files[-1].name})")
-    return Section("Per-language results", "\n\n".join(lines), [path_csv, *files])
+    files, lines, rows = [], [], []
+    columns = ["row", "target", "language", "seeds", "score_mean", "delta_mean"]
+    for target in report.targets:
+        matrix = per_language_matrix(report, target)
+        for row, (langs, values) in matrix.items():
+            for lang in langs:
+                score, delta, seeds = values[lang]
+                rows.append(dict(zip(columns, [row, target, lang, seeds, score, delta])))
+        files.append(language_heatmap(report, target, matrix))
+        lines.append(f"![{target}]({files[-1].name})")
+    path_csv = write_table(report, "per_language", columns, rows)
+    return Section("Per-language results", "\n\n".join(lines), [path_csv, *files], {"per_language": rows})
 
 
 def per_language_matrix(report: GridReport, target: str) -> dict[str, tuple[list[str], dict[str, tuple[float | None, float | None, int]]]]:
@@ -517,42 +537,113 @@ def resolve_source(experiment_or_grid: str, tracking_uri: str | None, grid: str 
     return uri, experiment_or_grid, grid
 
 
-def read_cells(client, experiment_id: str, grid: str | None) -> dict[str, list[CellResult]]:
-    """grid -> its cells' parent runs (paged through the whole experiment)."""
-    filter_string = f"tags.`{GRID_TAG}` = '{grid}'" if grid else f"tags.`{GRID_TAG}` != ''"
-    grids: dict[str, list[CellResult]] = {}
+def _search_all(client, experiment_id: str, filter_string: str):
+    """Every run of the experiment that matches ``filter_string``, paged through."""
     token = None
     while True:
         page = client.search_runs([experiment_id], filter_string=filter_string, max_results=1000, page_token=token)
-        for run in page:
-            tags = run.data.tags
-            if CELL_TAG not in tags:
-                continue
-            labels = {key[len(AXIS_TAG_PREFIX):]: value for key, value in tags.items() if key.startswith(AXIS_TAG_PREFIX)}
-            cell = CellResult(
-                run_id=run.info.run_id,
-                name=tags[CELL_TAG],
-                index=int(tags.get(INDEX_TAG, 0)),
-                labels=labels,
-                target=tags.get(TARGET_TAG, labels.get("target", "?")),
-                intermediate=labels.get("intermediate", tags.get(INTERMEDIATE_TAG, NO_INTERMEDIATE).replace(",", "+")),
-                seed=tags.get(SEED_TAG, labels.get("seed", "0")),
-                status=run.info.status,
-                metrics=dict(run.data.metrics),
-            )
-            grids.setdefault(tags[GRID_TAG], []).append(cell)
+        yield from page
         token = page.token
         if not token:
-            break
+            return
+
+
+def read_cells(client, experiment_id: str, grid: str | None) -> dict[str, list[CellResult]]:
+    """grid -> its cells' parent runs (paged through the whole experiment). A grid's summary runs
+    carry its tags too, but are no cells."""
+    filter_string = f"tags.`{GRID_TAG}` = '{grid}'" if grid else f"tags.`{GRID_TAG}` != ''"
+    grids: dict[str, list[CellResult]] = {}
+    for run in _search_all(client, experiment_id, filter_string):
+        tags = run.data.tags
+        if CELL_TAG not in tags or tags.get(KIND_TAG) == SUMMARY_KIND:
+            continue
+        labels = {key[len(AXIS_TAG_PREFIX):]: value for key, value in tags.items() if key.startswith(AXIS_TAG_PREFIX)}
+        cell = CellResult(
+            run_id=run.info.run_id,
+            name=tags[CELL_TAG],
+            index=int(tags.get(INDEX_TAG, 0)),
+            labels=labels,
+            target=tags.get(TARGET_TAG, labels.get("target", "?")),
+            intermediate=labels.get("intermediate", tags.get(INTERMEDIATE_TAG, NO_INTERMEDIATE).replace(",", "+")),
+            seed=tags.get(SEED_TAG, labels.get("seed", "0")),
+            status=run.info.status,
+            metrics=dict(run.data.metrics),
+        )
+        grids.setdefault(tags[GRID_TAG], []).append(cell)
     return grids
 
 
-def build_report(grid: str, cells: list[CellResult], tags_of_first: dict[str, str], out_dir: Path, client, experiment_id: str) -> tuple[Path, list[Path]]:
+def is_single_run(tags: dict[str, str]) -> bool:
+    """A top-level run of one spec (``xit-dist run``): it has a target, no grid, no parent run,
+    and is not a summary, report, search or trial run."""
+    return TARGET_TAG in tags and GRID_TAG not in tags and PARENT_TAG not in tags and tags.get(KIND_TAG) not in NOT_A_CELL
+
+
+def _recency(run) -> tuple[bool, int, int]:
+    """Sort key of runs of one setting: finished runs first, then the one that ended (or started) last."""
+    return run.info.status == "FINISHED", run.info.end_time or 0, run.info.start_time or 0
+
+
+def read_single_runs(client, experiment_id: str) -> tuple[list[CellResult], list[str]]:
+    """The experiment's single runs as the cells of the pseudo-grid ``SINGLE_RUNS``: one per
+    intermediate setting x target x seed, the latest finished run where there are several (a
+    spec run again with other settings is a new run; one run twice is not two seeds), in the
+    order they started; and a note per setting that had several runs."""
+    by_key: dict[tuple[str, str, str], list] = {}
+    for run in _search_all(client, experiment_id, f"tags.`{TARGET_TAG}` != ''"):
+        tags = run.data.tags
+        if is_single_run(tags):
+            intermediate = tags.get(INTERMEDIATE_TAG, NO_INTERMEDIATE).replace(",", "+")
+            seed = tags.get(SEED_TAG, run.data.params.get("seed", "0"))
+            by_key.setdefault((intermediate, tags[TARGET_TAG], seed), []).append(run)
+    kept, notes = [], []
+    for (intermediate, target, seed), runs in by_key.items():
+        runs.sort(key=_recency, reverse=True)
+        kept.append((runs[0], intermediate, target, seed))
+        if len(runs) > 1:
+            notes.append(f"{intermediate} -> {target}, seed {seed}: {len(runs)} runs; the report takes the latest finished, "
+                         f"{runs[0].info.run_name} ({runs[0].info.run_id}), and leaves out {', '.join(r.info.run_id for r in runs[1:])}.")
+    kept.sort(key=lambda k: k[0].info.start_time or 0)
+    cells = [CellResult(run.info.run_id, run.info.run_name or run.info.run_id, index,
+                        {"intermediate": intermediate, "target": target, "seed": seed},
+                        target, intermediate, seed, run.info.status, dict(run.data.metrics))
+             for index, (run, intermediate, target, seed) in enumerate(kept)]
+    return cells, notes
+
+
+@dataclass
+class ReportSource:
+    """One report to write: a grid (or the pseudo-grid of single runs), its cells, the tags of
+    its first cell (study, cell count) and notes on how cells were chosen."""
+
+    name: str
+    cells: list[CellResult]
+    tags: dict[str, str]
+    notes: list[str] = field(default_factory=list)
+    single_runs: bool = False
+
+
+def report_sources(client, experiment_id: str, grid: str | None) -> list[ReportSource]:
+    """The grids of the experiment (or ``grid``), then its single runs as the pseudo-grid
+    ``SINGLE_RUNS`` (unless a real grid has that name)."""
+    grids = read_cells(client, experiment_id, grid)
+    sources = [ReportSource(name, cells, client.get_run(cells[0].run_id).data.tags) for name, cells in sorted(grids.items())]
+    if grid in (None, SINGLE_RUNS) and SINGLE_RUNS not in grids:
+        cells, notes = read_single_runs(client, experiment_id)
+        if cells:
+            sources.append(ReportSource(SINGLE_RUNS, cells, {}, notes, single_runs=True))
+    return sources
+
+
+def build_report(source: ReportSource, out_dir: Path, client, experiment_id: str) -> tuple[Path, list[Path], dict[str, list[dict]]]:
+    """Run the sections and write the Markdown; returns it, the sections' files and their tables
+    (artifact file name -> rows)."""
+    grid, cells = source.name, source.cells
     report = GridReport(
         grid=grid,
-        study=tags_of_first.get(STUDY_TAG),
+        study=source.tags.get(STUDY_TAG),
         cells=sorted(cells, key=lambda c: c.index),
-        expected_cells=int(tags_of_first.get(CELLS_TAG, len(cells))),
+        expected_cells=int(source.tags.get(CELLS_TAG, len(cells))),
         out_dir=out_dir,
         client=client,
         experiment_id=experiment_id,
@@ -561,22 +652,57 @@ def build_report(grid: str, cells: list[CellResult], tags_of_first: dict[str, st
     status = "complete" if finished == report.expected_cells else f"partial: {finished}/{report.expected_cells} cells have results"
     chosen = SECTIONS.get(None, []) + (SECTIONS.get(report.study, []) if report.study else [])
     sections = [section for section in (fn(report) for fn in chosen) if section is not None]
-    lines = [f"# Grid {grid}", "", f"{len(cells)} cells in MLflow ({status}); study: {report.study or '-'}.", ""]
+    heading = f"# Single runs ({grid}: a cell per intermediate setting, target and seed)" if source.single_runs else f"# Grid {grid}"
+    lines = [heading, "", f"{len(cells)} cells in MLflow ({status}); study: {report.study or '-'}.", ""]
+    lines += [f"- {note}" for note in source.notes] + ([""] if source.notes else [])
     files: list[Path] = []
+    tables: dict[str, list[dict]] = {}
     for section in sections:
         lines += [f"## {section.title}", "", section.markdown, ""]
         for path in section.files:
             if path.suffix == ".png" and f"({path.name})" not in section.markdown:
                 lines += [f"![{path.stem}]({path.name})", ""]
         files += section.files
+        tables.update({report.path(f"{name}.json").name: rows for name, rows in section.tables.items() if rows})
     markdown = report.path("report.md")
     markdown.write_text("\n".join(lines))
-    return markdown, files
+    return markdown, files, tables
+
+
+def report_run(client, experiment_id: str, name: str) -> str:
+    """The report run of grid ``name``: the one tagged ``xit.report_for``, created on first use."""
+    existing = client.search_runs([experiment_id], filter_string=f"tags.`{REPORT_TAG}` = '{name}'", max_results=1)
+    if existing:
+        return existing[0].info.run_id
+    return client.create_run(experiment_id, run_name=f"report:{name}", tags={REPORT_TAG: name, KIND_TAG: REPORT_KIND}).info.run_id
+
+
+def log_tables(client, run_id: str, tables: dict[str, list[dict]]) -> None:
+    """Log each table with ``log_table`` under ``report/``, where the MLflow UI renders it.
+    ``log_table`` appends to an artifact file that exists, so the run's earlier report tables
+    (those its ``mlflow.loggedArtifacts`` tag lists) are deleted first and dropped from the tag:
+    a rerun replaces them, and a table a section no longer writes does not linger."""
+    import pandas as pd
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
+
+    run = client.get_run(run_id)
+    logged = json.loads(run.data.tags.get(MLFLOW_LOGGED_ARTIFACTS, "[]"))
+    previous = [entry for entry in logged if entry.get("type") == "table" and str(entry.get("path")).startswith(f"{REPORT_DIR}/")]
+    paths = {f"{REPORT_DIR}/{name}": rows for name, rows in tables.items()}
+    existing = {artifact.path for artifact in client.list_artifacts(run_id, REPORT_DIR)}
+    repository = get_artifact_repository(run.info.artifact_uri, tracking_uri=client.tracking_uri)
+    for path in ({entry["path"] for entry in previous} | set(paths)) & existing:
+        repository.delete_artifacts(path)
+    if previous:
+        client.set_tag(run_id, MLFLOW_LOGGED_ARTIFACTS, json.dumps([entry for entry in logged if entry not in previous]))
+    for path, rows in paths.items():
+        client.log_table(run_id, data=pd.DataFrame(rows), artifact_file=path)
 
 
 def write_report(experiment_or_grid: str, tracking_uri: str | None = None, grid: str | None = None, out: str | None = None) -> dict[str, tuple[str, list[Path]]]:
-    """Write and log the report of every grid in the experiment (or of ``grid``).
-    Returns grid -> (report run id, files)."""
+    """Write and log the report of every grid in the experiment (or of ``grid``), and of its
+    single runs. Returns grid -> (report run id, files)."""
     from mlflow.tracking import MlflowClient
 
     uri, experiment, grid = resolve_source(experiment_or_grid, tracking_uri, grid)
@@ -585,24 +711,20 @@ def write_report(experiment_or_grid: str, tracking_uri: str | None = None, grid:
     if found is None:
         known = ", ".join(e.name for e in client.search_experiments()) or "none"
         raise XitError(f"report: no MLflow experiment {experiment!r} in {uri} (experiments: {known})")
-    grids = read_cells(client, found.experiment_id, grid)
-    if not grids:
-        raise XitError(f"report: experiment {experiment!r} has no grid runs" + (f" for grid {grid!r}" if grid else ""))
+    sources = report_sources(client, found.experiment_id, grid)
+    if not sources:
+        raise XitError(f"report: experiment {experiment!r} has no runs of grid {grid!r}" if grid else
+                       f"report: experiment {experiment!r} has neither grid runs nor single runs (top-level runs tagged {TARGET_TAG})")
     out_dir = Path(out) if out else Path("reports") / _file_safe(experiment)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
-    for name, cells in sorted(grids.items()):
-        first = client.get_run(cells[0].run_id).data.tags
-        markdown, files = build_report(name, cells, first, out_dir, client, found.experiment_id)
-        existing = client.search_runs([found.experiment_id], filter_string=f"tags.`{REPORT_TAG}` = '{name}'", max_results=1)
-        if existing:
-            run_id = existing[0].info.run_id
-        else:
-            run_id = client.create_run(found.experiment_id, run_name=f"report:{name}", tags={REPORT_TAG: name, KIND_TAG: REPORT_KIND}).info.run_id
+    for source in sources:
+        markdown, files, tables = build_report(source, out_dir, client, found.experiment_id)
+        run_id = report_run(client, found.experiment_id, source.name)
         for path in [markdown, *files]:
-            client.log_artifact(run_id, str(path), "report")
+            client.log_artifact(run_id, str(path), REPORT_DIR)
+        log_tables(client, run_id, tables)
         client.set_terminated(run_id, "FINISHED")
-        written[name] = (run_id, [markdown, *files])
-        print(f"report {name}: {markdown} ({len(files)} more files); MLflow run {run_id} (experiment {experiment!r})")
+        written[source.name] = (run_id, [markdown, *files])
+        print(f"report {source.name}: {markdown} ({len(files)} more files, {len(tables)} tables); MLflow run {run_id} (experiment {experiment!r})")
     return written
-

@@ -96,6 +96,20 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = STARTUP_
     return False
 
 
+# MLflow 3.17's UI shows an experiment as its sidebar switch says (GenAI by default: an overview
+# of traces); this query parameter opens the experiment's runs table instead, whatever was chosen.
+RUNS_VIEW = "workflowType=machine_learning"
+
+
+def experiment_pages(uri: str, url: str) -> list[tuple[str, str]]:
+    """(name, runs page URL) of every experiment in the store that holds runs."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    return [(e.name, f"{url}/#/experiments/{e.experiment_id}/runs?{RUNS_VIEW}")
+            for e in client.search_experiments() if client.search_runs([e.experiment_id], max_results=1)]
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -113,6 +127,8 @@ def serve(uri: str, port: int, artifacts: Path | None) -> int:
     try:
         if wait_until_up(url, process):
             print(f"MLflow UI: {url}  (Ctrl-C stops it)", flush=True)
+            for name, page in experiment_pages(uri, url):
+                print(f"  experiment {name}: {page}", flush=True)
         elif process.poll() is None:
             print(f"the MLflow server has not answered at {url} after {STARTUP_TIMEOUT_S} s; still waiting", flush=True)
         return process.wait()

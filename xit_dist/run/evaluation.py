@@ -65,4 +65,5 @@ def cached_evaluation(spec: ExperimentSpec, job: EvalJob, cache_dir: Path, input
     per_language = {lang: evaluation["results"][lang] for lang in inputs.eval_languages}
     task = get_task(job.task)
     chance = get_format(task.format).chance(task)
-    return TaskResults(job.task, spec.evaluation.split, per_language, evaluation["counts"], chance, robustness_part(evaluation))
+    return TaskResults(job.task, spec.evaluation.split, per_language, evaluation["counts"], chance, robustness_part(evaluation),
+                       datasets=evaluation.get("datasets", []))

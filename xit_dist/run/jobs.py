@@ -57,6 +57,7 @@ def phase_job(spec: ExperimentSpec, phase: Phase, init_dir: str, inputs: Resolve
         cpus_per_worker=spec.distributed.cpus_per_worker,
         tracking_uri=tracking_uri,
         mlflow_run_id=run_id,
+        system_metrics_interval_s=spec.tracking.system_metrics_interval_s,
         evaluation=evaluation,
         stage=stage_data(spec.intermediate[phase.index], inputs) if phase.kind == "intermediate" else None,
     )

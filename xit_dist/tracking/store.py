@@ -17,14 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from xit_dist.errors import XitError
-from xit_dist.tracking.tags import PARENT_TAG, PHASE_TAG, SPEC_TAG
+from xit_dist.tracking.tags import EXPERIMENT_KIND_TAG, MODEL_TRAINING_EXPERIMENT, PARENT_TAG, PHASE_TAG, SPEC_TAG
 
 DEFAULT_STORE_FILE = "mlflow.db"   # <output_dir>/mlflow.db: the store when none is configured
 RUNS_LOCK = ".mlflow-runs.lock"
 RESERVE_FILE = ".mlflow-reserve"   # beside a sqlite store: room to end its runs once the disk is full
 RESERVE_BYTES = 1024**2
 MAX_PARAM_LENGTH = 6000
-PARAMS_PER_BATCH = 100
+PARAMS_PER_BATCH = 100      # MLflow's log_batch limits: 100 params or tags, 1000 metrics, 1000 in all
+TAGS_PER_BATCH = 100
 METRICS_PER_BATCH = 1000
 
 
@@ -119,8 +120,16 @@ class Tracker:
                     experiment, artifact_location=artifact_root.resolve().as_uri() if artifact_root else None
                 )
             )
+            self._mark_model_training()
         except Exception as err:  # connection refused, bad URI, ...
             raise XitError(f"tracking.uri {tracking_uri}: MLflow is not reachable ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+
+    def _mark_model_training(self) -> None:
+        """Tag the experiment as a model-training one (MLflow's experiment kind), unless a user
+        chose a kind for it: the UI then offers runs, not the GenAI overview of traces."""
+        tags = self.client.get_experiment(self.experiment_id).tags
+        if EXPERIMENT_KIND_TAG not in tags:
+            self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_EXPERIMENT)
 
     def free_reserve(self) -> bool:
         """Give the store's disk back its reserve (True if there was one to give)."""
@@ -142,10 +151,14 @@ class Tracker:
         return exclusive(self.lock_dir / RUNS_LOCK) if self.lock_dir else contextlib.nullcontext()
 
     def parent_run(self, run_name: str, spec_fingerprint: str) -> str:
+        return self.keyed_run(run_name, SPEC_TAG, spec_fingerprint)
+
+    def keyed_run(self, run_name: str, key_tag: str, key: str, tags: dict[str, str] | None = None) -> str:
+        """The top-level run whose ``key_tag`` is ``key``, created on first use; RUNNING again."""
         with self._runs_lock():
-            run_id = self._find(f"tags.`{SPEC_TAG}` = '{spec_fingerprint}'")
+            run_id = self._find(f"tags.`{key_tag}` = '{key}'")
             if run_id is None:
-                return self.client.create_run(self.experiment_id, run_name=run_name, tags={SPEC_TAG: spec_fingerprint}).info.run_id
+                return self.client.create_run(self.experiment_id, run_name=run_name, tags={key_tag: key, **(tags or {})}).info.run_id
         self.client.update_run(run_id, status="RUNNING")
         return run_id
 
@@ -194,9 +207,42 @@ class Tracker:
         self.log_metrics(run_id, {k: v for k, v in metrics.items() if held.get(k) != float(v)}, step)
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
-        for key, value in tags.items():
-            self.client.set_tag(run_id, key, value)
+        from mlflow.entities import RunTag
+
+        entries = [RunTag(key, str(value)) for key, value in tags.items()]
+        for i in range(0, len(entries), TAGS_PER_BATCH):
+            self.client.log_batch(run_id, tags=entries[i : i + TAGS_PER_BATCH])
+
+    def log_datasets(self, run_id: str, records: list[dict]) -> None:
+        """The data sets a run read (``data.dataset_records``) as MLflow dataset inputs, with
+        their ``mlflow.data.context`` (training / evaluation); logging one again adds nothing."""
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+
+        inputs = [
+            DatasetInput(MetaDataset(dataset_source(record), name=record["name"], digest=record["digest"])._to_mlflow_entity(),
+                         tags=[InputTag("mlflow.data.context", record["context"])])
+            for record in records
+        ]
+        if inputs:
+            self.client.log_inputs(run_id, datasets=inputs)
 
     def log_artifacts(self, run_id: str, paths: list[Path], artifact_path: str | None = None) -> None:
         for path in paths:
             self.client.log_artifact(run_id, str(path), artifact_path)
+
+
+def dataset_source(record: dict):
+    """MLflow's source of a data set a phase read: the hub (id, config, split, revision), or the
+    local file or release directory it was read from."""
+    if record["source"] == "hub":
+        from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
+
+        return HuggingFaceDatasetSource(record["hub_id"], config_name=record["config"], split=record["split"], revision=record["revision"])
+    import warnings
+
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+    with warnings.catch_warnings():  # MLflow registers its local-file source twice, then warns that two match
+        warnings.simplefilter("ignore", UserWarning)
+        return resolve_dataset_source(Path(record["source"]).resolve().as_uri())

@@ -10,18 +10,27 @@ from __future__ import annotations
 
 # MLflow's own: a nested run's parent (written by Tracker.nested_run, searched by Tracker._find).
 PARENT_TAG = "mlflow.parentRunId"
+# MLflow's own experiment tag: which kind of experiment (the UI's "Machine learning" kind is
+# custom_model_development; MLflow 3.17's UI itself follows its sidebar switch, ``?workflowType=``).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_EXPERIMENT = "custom_model_development"
 
 # --- finding runs again (tracking/store.py)
 SPEC_TAG = "xit.spec_fingerprint"    # a parent run: the spec's fingerprint; a rerun of the spec finds it
 PHASE_TAG = "xit.phase_hash"         # a phase's child run: the phase hash; a rerun or another cell finds it
 
 # --- what a run is (run/runs.py writes; report, ui and the MLflow UI filter on them)
-KIND_TAG = "xit.kind"                # a run's kind: a phase kind, "evaluation", "search", "trial", "report"
+KIND_TAG = "xit.kind"                # a run's kind: a phase kind, "evaluation", "search", "trial", "report", "summary"
 TARGET_TAG = "xit.target"            # a parent run: the target task (report/tables.py reads it)
 INTERMEDIATE_TAG = "xit.intermediate"  # parent, search and trial runs: the intermediate task(s), "a,b" or "none"
 PHASE_ID_TAG = "xit.phase_id"        # a phase's child run: its phase id (the directory under phases/)
 TASK_TAG = "xit.task"                # a phase's child run: the task it trains or evaluates
 TRAINED_IN_TAG = "xit.trained_in"    # a cell's phase run trained by another cell: that cell's name (run/runs.py)
+SETTING_TAG = "xit.setting"          # a parent run: its setting (the spec's fingerprint without seed, name, output_dir)
+
+# --- seed summaries (run/runs.py): one run per setting, mean and std over its finished seeds
+SUMMARY_OF_TAG = "xit.summary_of"    # the summary run: the setting it aggregates (found again by it)
+SEEDS_TAG = "xit.seeds"              # the summary run: the seeds aggregated, "0,1,2"
 
 # --- grids (plan/grid.py writes on each cell's parent run; report/tables.py reads)
 GRID_TAG = "xit.grid"                # the grid's name: `report --grid` selects cells by it
@@ -51,3 +60,4 @@ EVALUATION_KIND = "evaluation"
 SEARCH_KIND = "search"
 TRIAL_KIND = "trial"
 REPORT_KIND = "report"
+SUMMARY_KIND = "summary"

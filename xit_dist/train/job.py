@@ -31,5 +31,6 @@ class PhaseJob(BaseModel):
     cpus_per_worker: float
     tracking_uri: str | None = None
     mlflow_run_id: str | None = None
+    system_metrics_interval_s: float = 0.0   # MLflow system metrics of each node, every so many seconds (0: off)
     evaluation: EvalJob | None = None  # target phase: evaluate before the final checkpoint
     stage: StageData | None = None     # intermediate stages: subsample, augmentation, languages, mixture

@@ -29,15 +29,17 @@ def shard_loader(features, collate, micro: int, rank: int, world_size: int, seed
     return loader, sampler
 
 
-def build_train_loader(job: PhaseJob, tokenizer, rank: int, world_size: int):
-    """Each rank's shard of the training features, padded per micro batch by the format's collator."""
+def build_train_loader(job: PhaseJob, tokenizer, rank: int, world_size: int, records: list | None = None):
+    """Each rank's shard of the training features, padded per micro batch by the format's collator;
+    ``records`` receives what was read (``data.dataset_records``)."""
     from xit_dist.data.features import training_features
     from xit_dist.tasks.formats import get_format
     from xit_dist.tasks.registry import get_task
 
     task = get_task(job.task)
     features = training_features(
-        task, tokenizer, job.options, job.data_dir, job.data_revision, limit=job.training.max_train_examples, stage=job.stage
+        task, tokenizer, job.options, job.data_dir, job.data_revision, limit=job.training.max_train_examples, stage=job.stage,
+        records=records,
     )
     collate = get_format(task.format).collator(tokenizer)
     return shard_loader(features, collate, split_batch(job.training, world_size).micro_batch_size, rank, world_size, job.seed)

@@ -199,8 +199,9 @@ class MemberData:
     num_features: int
 
 
-def member_data(job: PhaseJob, member: MemberSpec, tokenizer, rank: int, world_size: int) -> MemberData:
-    """One member's training features, sharded and batched like a single-task phase's."""
+def member_data(job: PhaseJob, member: MemberSpec, tokenizer, rank: int, world_size: int, records: list | None = None) -> MemberData:
+    """One member's training features, sharded and batched like a single-task phase's;
+    ``records`` receives what a task member read (``data.dataset_records``)."""
     stage = job.stage
     if member.task is None:
         from xit_dist.data.mlm import mlm_collator, mlm_features
@@ -215,7 +216,7 @@ def member_data(job: PhaseJob, member: MemberSpec, tokenizer, rank: int, world_s
         task = get_task(member.task)
         features = training_features(
             task, tokenizer, job.options, stage.data_dirs.get(member.task), job.data_revision,
-            limit=job.training.max_train_examples, stage=stage,
+            limit=job.training.max_train_examples, stage=stage, records=records,
         )
         collate = get_format(task.format).collator(tokenizer)
     micro = split_batch(job.training, world_size).micro_batch_size
@@ -235,12 +236,12 @@ class Mixture:
     sampler: TaskSampler
 
     @classmethod
-    def build(cls, job: PhaseJob, tokenizer, rank: int, world_size: int) -> "Mixture":
+    def build(cls, job: PhaseJob, tokenizer, rank: int, world_size: int, records: list | None = None) -> "Mixture":
         from xit_dist.data.mlm import MEMBER_NAME
 
         stage = job.stage
         members = member_specs(stage)
-        data = [member_data(job, member, tokenizer, rank, world_size) for member in members]
+        data = [member_data(job, member, tokenizer, rank, world_size, records) for member in members]
         fixed = {MEMBER_NAME: stage.mlm.weight} if stage.mlm is not None and stage.mlm.weight is not None else {}
         probabilities = sampling_probabilities(
             {d.name: d.num_features for d in data}, stage.sampling, stage.temperature, stage.examples_cap, fixed

@@ -52,7 +52,8 @@ class DevValidator:
     def validate(self, step: int) -> dict[str, float]:
         from xit_dist.evaluate.zero_shot import evaluate_languages
 
-        evaluation = evaluate_languages(self.engine.module, self.tokenizer, self.eval_job, self.rank, self.world_size, self.engine.device, verbose=False)
+        evaluation = evaluate_languages(self.engine.module, self.tokenizer, self.eval_job, self.rank, self.world_size, self.engine.device, verbose=False,
+                                        with_datasets=False)
         scores = evaluation["results"].get(SOURCE_LANGUAGE, {})
         metric, score = _broadcast(next(iter(scores.items()), None))
         self.progress["validation"].append([step, score])

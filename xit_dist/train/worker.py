@@ -21,6 +21,7 @@ from xit_dist.train.engine import BatchGeometry, TrainingEngine, set_up_engine
 from xit_dist.train.job import PhaseJob
 from xit_dist.train.loop import build_train_loader, micro_batches, run_loop
 from xit_dist.train.multitask import Mixture
+from xit_dist.train.system_metrics import node_system_metrics
 from xit_dist.train.validation import DevValidator
 
 
@@ -31,6 +32,7 @@ class TrainingData:
     loader: Any = None
     sampler: Any = None
     mixture: Mixture | None = None
+    datasets: list[dict] | None = None   # rank 0: what was read, per source (data.dataset_records)
 
     @property
     def micro_batches_per_epoch(self) -> int:
@@ -56,9 +58,10 @@ def train_phase_worker(config: dict[str, Any]) -> None:
     if rank == 0:
         say_ready(job, setup, progress, started, world_size)
     validator = DevValidator(job, setup.engine, tokenizer, progress, rank, world_size) if job.training.eval_every_n_steps else None
-    train(job, setup, data, progress, rng, validator, rank, world_size)
-    evaluate(job, setup.engine, tokenizer, progress, rank, world_size)
-    finish(setup, progress, validator, rank, world_size)
+    with node_system_metrics(job):
+        train(job, setup, data, progress, rng, validator, rank, world_size)
+        evaluate(job, setup.engine, tokenizer, progress, rank, world_size)
+        finish(setup, progress, validator, rank, world_size)
 
 
 def prepare_process() -> None:
@@ -101,11 +104,13 @@ def load_tokenizer(job: PhaseJob):
 
 
 def build_data(job: PhaseJob, tokenizer, rank: int, world_size: int) -> TrainingData:
-    """This rank's shard of the training features (of every member, in a mixture phase)."""
+    """This rank's shard of the training features (of every member, in a mixture phase); rank 0
+    also keeps the record of what it read, for the phase's MLflow run."""
+    records = [] if rank == 0 else None
     if job.stage is not None and job.stage.is_mixture:
-        return TrainingData(mixture=Mixture.build(job, tokenizer, rank, world_size))
-    loader, sampler = build_train_loader(job, tokenizer, rank, world_size)
-    return TrainingData(loader, sampler)
+        return TrainingData(mixture=Mixture.build(job, tokenizer, rank, world_size, records), datasets=records)
+    loader, sampler = build_train_loader(job, tokenizer, rank, world_size, records)
+    return TrainingData(loader, sampler, datasets=records)
 
 
 def start_progress(job: PhaseJob, setup: TrainingEngine, data: TrainingData, rank: int, world_size: int) -> tuple[dict[str, Any], Any]:
@@ -120,10 +125,11 @@ def start_progress(job: PhaseJob, setup: TrainingEngine, data: TrainingData, ran
         progress.setdefault("checkpoint_fallbacks", []).append(fallback)
     if data.loader is not None:  # what it trains on, after subsampling and augmentation: one feature per row
         progress["train_features"] = len(data.loader.dataset)  # (a QA window each); a mixture records its members' sizes
-    if rank == 0:  # rows the format dropped, per training split (preflight said them too)
+    if rank == 0:  # rows the format dropped, per training split (preflight said them too); what was read
         from xit_dist.data.drops import phase_drop_record
 
         progress["dropped_rows"] = phase_drop_record(job)
+        progress["datasets"] = data.datasets
     progress["worker_nodes"] = worker_nodes(world_size)  # lands in the phase record, phase.json
     return progress, rng
 
