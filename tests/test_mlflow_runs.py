@@ -108,9 +108,9 @@ def test_experiments_are_tagged_as_model_training(tmp_path):
 
 
 def test_summary_follows_seeds_as_they_finish(tmp_path):
-    """Seed runs logged straight into a store: the summary appears with the first finished
-    seed (no std from one seed), gains the std with the second, ignores a third still training,
-    and stays as it is when a finished seed's run is open again (a rerun)."""
+    """Seed runs logged straight into a store: no summary of one seed; it appears with the
+    second finished seed, ignores a third still training, stays as it is when a finished seed's
+    run is open again (a rerun), and follows a third seed when it finishes."""
     from xit_dist.run.runs import update_seed_summary
 
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "summary-tests", tmp_path / "artifacts")
@@ -124,19 +124,25 @@ def test_summary_follows_seeds_as_they_finish(tmp_path):
         return run_id
 
     first = seed_run(0, 70.0)
-    summary = update_seed_summary(tracker, first)
-    held = tracker.client.get_run(summary).data
-    assert held.metrics == {"seeds": 1.0, "xnli.accuracy.en.mean": 70.0}
+    assert update_seed_summary(tracker, first) is None
     second = seed_run(1, 74.0)
-    seed_run(2, 90.0, finished=False)
-    assert update_seed_summary(tracker, second) == summary
+    third = seed_run(2, 90.0, finished=False)
+    summary = update_seed_summary(tracker, second)
     held = tracker.client.get_run(summary).data
     assert held.metrics["seeds"] == 2 and held.metrics["xnli.accuracy.en.mean"] == 72.0
     assert held.metrics["xnli.accuracy.en.std"] == pytest.approx(statistics.stdev([70.0, 74.0]))
     assert held.tags[KIND_TAG] == SUMMARY_KIND and held.tags[SEEDS_TAG] == "0,1"
     tracker.client.update_run(first, "RUNNING")  # a rerun has reopened seed 0's run
     assert update_seed_summary(tracker, second) == summary
-    assert len(tracker.client.get_metric_history(summary, "xnli.accuracy.en.mean")) == 2  # one point per change, none per call
+    assert len(tracker.client.get_metric_history(summary, "xnli.accuracy.en.mean")) == 1  # no point per call
+    tracker.log_metrics(third, {"xnli.accuracy.en": 90.0})
+    tracker.finish(third)
+    assert update_seed_summary(tracker, third) == summary
+    held = tracker.client.get_run(summary).data
+    assert held.metrics["seeds"] == 3 and held.metrics["xnli.accuracy.en.mean"] == pytest.approx(78.0)
+    assert held.tags[SEEDS_TAG] == "0,1,2"
+    assert len(tracker.client.get_metric_history(summary, "xnli.accuracy.en.mean")) == 2
+    assert len(tracker.client.search_runs([tracker.experiment_id], f"tags.`{KIND_TAG}` = '{SUMMARY_KIND}'")) == 1
 
 
 def test_a_data_option_changes_the_digest_and_logging_twice_adds_no_input(tmp_path):

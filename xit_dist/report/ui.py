@@ -106,7 +106,7 @@ def experiment_pages(uri: str, url: str) -> list[tuple[str, str]]:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
-    return [(e.name, f"{url}/#/experiments/{e.experiment_id}/runs?{RUNS_VIEW}")
+    return [(e.name, f"{url}/#/experiments/{e.experiment_id}?{RUNS_VIEW}")
             for e in client.search_experiments() if client.search_runs([e.experiment_id], max_results=1)]
 
 

@@ -131,16 +131,17 @@ def log_results(tracker: Tracker, run: PreparedRun, parent: str, target_child: s
 
 def update_seed_summary(tracker: Tracker, parent: str) -> str | None:
     """The summary run of ``parent``'s setting: per result metric of the setting's finished seed
-    runs, ``<key>.mean`` and ``<key>.std`` (sample std, from two seeds on) and ``seeds``, the
-    number of seeds; found again by the setting, so each finished seed updates it (idempotent:
-    the same seeds give the same values, and no new points). Filtering the runs table on
-    ``tags.xit.kind = "summary"`` gives the paper's mean-over-seeds table in the MLflow UI."""
+    runs, ``<key>.mean`` and ``<key>.std`` (sample std) and ``seeds``, the number of seeds. It
+    appears with the second finished seed (one seed's summary would only repeat it) and is found
+    again by the setting, so each later seed updates it (idempotent: the same seeds give the
+    same values, and no new points). Filtering the runs table on ``tags.xit.kind = "summary"``
+    gives the paper's mean-over-seeds table in the MLflow UI."""
     tags = tracker.client.get_run(parent).data.tags
     setting = tags.get(SETTING_TAG)
     if setting is None:
         return None
     seed_runs = finished_seed_runs(tracker, setting, tags[TARGET_TAG])
-    if not seed_runs:
+    if len(seed_runs) < 2 and tracker.find_keyed(SUMMARY_OF_TAG, setting) is None:
         return None
     prefix = f"{tags[TARGET_TAG]}."
     keys = sorted({key for run in seed_runs.values() for key in run.data.metrics if key.startswith(prefix)})

@@ -153,10 +153,13 @@ class Tracker:
     def parent_run(self, run_name: str, spec_fingerprint: str) -> str:
         return self.keyed_run(run_name, SPEC_TAG, spec_fingerprint)
 
+    def find_keyed(self, key_tag: str, key: str) -> str | None:
+        return self._find(f"tags.`{key_tag}` = '{key}'")
+
     def keyed_run(self, run_name: str, key_tag: str, key: str, tags: dict[str, str] | None = None) -> str:
         """The top-level run whose ``key_tag`` is ``key``, created on first use; RUNNING again."""
         with self._runs_lock():
-            run_id = self._find(f"tags.`{key_tag}` = '{key}'")
+            run_id = self.find_keyed(key_tag, key)
             if run_id is None:
                 return self.client.create_run(self.experiment_id, run_name=run_name, tags={key_tag: key, **(tags or {})}).info.run_id
         self.client.update_run(run_id, status="RUNNING")
