@@ -345,6 +345,7 @@ def test_asha_stopped_trials_are_pruned_in_optuna_and_killed_in_mlflow(interrupt
         assert study[number].value == last["dev.accuracy"] == record["best_score"] == max(s for _, s in record["validation"])
         assert runs[number].info.status == "FINISHED" and runs[number].data.tags["xit.trial_state"] == "completed"
         assert runs[number].data.metrics["objective.dev.accuracy"] == study[number].value
+        assert [d.dataset.name for d in runs[number].inputs.dataset_inputs] == ["nyu-mll/glue/mnli/train"]  # what it trained on
 
 
 @pytest.mark.ray

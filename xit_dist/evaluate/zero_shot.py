@@ -154,15 +154,15 @@ def evaluate_languages(model, tokenizer, job: EvalJob, rank: int, world_size: in
             if stats is not None:
                 scores.update(stats.metrics())
                 reliability[series_key(lang, perturbation and perturbation.name)] = stats.to_dict()
-            if perturbation is None:
-                results[lang], counts[lang] = scores, fmt.num_examples(rows, features)
-            if perturbation is None and with_datasets:
-                datasets.append(dataset_record(task.name, source, rows, job.data_dir, job.data_revision, EVALUATION))
-            else:
-                perturbed[perturbation.name][lang] = scores
             if verbose:
                 label = f"{lang} {perturbation.name}" if perturbation else lang
                 print(f"[{job.phase_id}] {task.name} {label}: " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()), flush=True)
+            if perturbation is not None:
+                perturbed[perturbation.name][lang] = scores
+                continue
+            results[lang], counts[lang] = scores, fmt.num_examples(rows, features)
+            if with_datasets:
+                datasets.append(dataset_record(task.name, source, rows, job.data_dir, job.data_revision, EVALUATION))
     model.train(was_training)
     evaluation = {"key": evaluation_key(job), "results": results, "counts": counts, "datasets": datasets}
     if job.perturbations:

@@ -110,6 +110,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     if search.objective_task:
         train_searched_intermediate(tracker, run, run_id, number, tags)
     outcome = train_objective(run, objective, run_id, search.objective_metric)
+    tracker.log_datasets(run_id, outcome.record.get("datasets") or [])  # what the trial trained on
     if "best_score" not in outcome.record:
         raise XitError(f"trial {number}: no English-dev validation ran: eval_every_n_steps is above the phase's {outcome.record.get('global_step')} steps")
     if search.objective_task:
@@ -126,7 +127,8 @@ def train_searched_intermediate(tracker: Tracker, run: PreparedRun, trial_run: s
 
     intermediate = run.phases[0]
     sub_run = open_trial_phase_run(tracker, trial_run, number, tags, intermediate)
-    train_phase(run, intermediate, phase_job(run.spec, intermediate, run.init_dir(intermediate), run.inputs, run.tracking_uri, sub_run))
+    outcome = train_phase(run, intermediate, phase_job(run.spec, intermediate, run.init_dir(intermediate), run.inputs, run.tracking_uri, sub_run))
+    tracker.log_datasets(sub_run, outcome.record.get("datasets") or [])
     tracker.finish(sub_run)
 
 
@@ -146,3 +148,4 @@ def log_zero_shot_dev(tracker: Tracker, run: PreparedRun, objective: Phase, outc
 
     results = evaluate_target(run.spec, objective, outcome, run.inputs, run.storage)
     tracker.log_metrics(run_id, {f"dev.{key}": value for key, value in results.mlflow_metrics().items()}, step=outcome.record["global_step"])
+    tracker.log_datasets(run_id, results.datasets)
