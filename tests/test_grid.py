@@ -126,6 +126,11 @@ def test_submit_validates_the_whole_grid_and_submits_one_job():
 # ------------------------------------------------------------------------ on a real cluster
 
 
+TRAINED_ON = {"xnli": {("nyu-mll/glue/mnli/train", "training")}, "pawsx": {("google/xtreme/PAWS-X.en/train", "training")}}
+EVALUATED_ON = {"xnli": {(f"google/xtreme/XNLI/test[{lang}]", "evaluation") for lang in ("en", "de")},
+                "pawsx": {(f"google/xtreme/PAWS-X.{lang}/test", "evaluation") for lang in ("en", "de")}}
+
+
 @pytest.mark.ray
 def test_interrupted_grid_reruns_to_one_mlflow_run_per_cell(finished_grid):
     from mlflow.tracking import MlflowClient
@@ -153,6 +158,11 @@ def test_interrupted_grid_reruns_to_one_mlflow_run_per_cell(finished_grid):
         children = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
         assert sorted(c.data.tags["xit.phase_hash"] for c in children) == sorted(p.hash for p in cell.phases)
         assert all(c.info.status == "FINISHED" for c in children)
+        read = {child.data.tags["xit.task"]: {(d.dataset.name, d.tags[0].value) for d in child.inputs.dataset_inputs} for child in children}
+        if "mnli" in read:  # the shared phase, in both cells
+            assert read["mnli"] == {("nyu-mll/glue/mnli/train", "training")}
+        assert read[target] == {*TRAINED_ON[target], *EVALUATED_ON[target]}  # issue 15: each phase run lists what it read
+        assert {d.dataset.name for d in parent.inputs.dataset_inputs} == {name for pairs in read.values() for name, _ in pairs}
     runs = [r for r in client.search_runs([experiment]) if "xit.report_for" not in r.data.tags]  # test_report adds its own
     assert len(runs) == 4 + 2 * 2 + 2 * 1  # parents + (MNLI, target) children + target children
 
