@@ -127,9 +127,13 @@ class Tracker:
     def _mark_model_training(self) -> None:
         """Tag the experiment as a model-training one (MLflow's experiment kind), unless a user
         chose a kind for it: the UI then offers runs, not the GenAI overview of traces."""
-        tags = self.client.get_experiment(self.experiment_id).tags
-        if EXPERIMENT_KIND_TAG not in tags:
+        if EXPERIMENT_KIND_TAG in self.client.get_experiment(self.experiment_id).tags:
+            return
+        try:
             self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_EXPERIMENT)
+        except Exception:  # drivers started together: another one's tag got there first
+            if EXPERIMENT_KIND_TAG not in self.client.get_experiment(self.experiment_id).tags:
+                raise
 
     def free_reserve(self) -> bool:
         """Give the store's disk back its reserve (True if there was one to give)."""
