@@ -169,7 +169,7 @@ def test_readme_demo_interrupted_then_rerun(clone):
     log = clone / "interrupted.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([*XIT, *args], cwd=clone, env={**user_env(), "PYTHONUNBUFFERED": "1"}, stdout=out,
-                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True, preexec_fn=terminal_signals)
         try:
             wait_for_output(log, "] step 15/40", proc, timeout=COMMAND_TIMEOUT_S)  # the step-10 checkpoint is written
             listeners([proc.pid], seen, names)
@@ -199,6 +199,14 @@ def test_readme_demo_interrupted_then_rerun(clone):
         names.setdefault(pid, set()).update(names_again.get(pid, set()))
     assert len(seen) > 5  # the GCS, raylet, dashboard, agents and workers were seen
     assert exposed(seen, names, allow_train_workers=True) == []
+
+
+def terminal_signals() -> None:
+    """Ctrl-C as a terminal user has it: a suite started in the background of a non-interactive
+    shell ignores SIGINT, and its children would inherit that (Python then never raises
+    KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
 
 @pytest.mark.ray
