@@ -134,3 +134,27 @@ def seaweedfs_s3() -> Iterator[S3Server]:
         for service, port in ports.items():
             Path(f"/tmp/seaweedfs-{service}-grpc-{port + GRPC_OFFSET}.sock").unlink(missing_ok=True)
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+# Variables that would send an AWS SDK (boto3, pyarrow) elsewhere than the test server.
+FOREIGN_AWS_SETTINGS = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_ENDPOINT_URL_S3")
+
+
+@contextlib.contextmanager
+def seaweedfs_in_aws_environment(bucket: str) -> Iterator[S3Server]:
+    """A SeaweedFS whose endpoint and credentials are the standard AWS environment variables
+    (as boto3 and pyarrow read them, and processes started meanwhile inherit), with ``bucket``
+    created; the environment is restored afterwards."""
+    import boto3
+    import pytest
+
+    with seaweedfs_s3() as server, pytest.MonkeyPatch.context() as env:
+        for name in FOREIGN_AWS_SETTINGS:
+            env.delenv(name, raising=False)
+        env.setenv("AWS_ACCESS_KEY_ID", server.access_key)
+        env.setenv("AWS_SECRET_ACCESS_KEY", server.secret_key)
+        env.setenv("AWS_ENDPOINT_URL", server.endpoint_url)
+        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        env.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        boto3.session.Session().client("s3").create_bucket(Bucket=bucket)
+        yield server

@@ -19,7 +19,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.s3_server import seaweedfs_s3
+from tests.s3_server import seaweedfs_in_aws_environment
 from xit_dist.tracking.lease import (
     LEASE_FILE,
     LeaseLost,
@@ -55,17 +55,8 @@ HOLDER = textwrap.dedent(
 def s3():
     """One SeaweedFS for the module, its credentials and endpoint in the standard AWS environment
     (which the lease's client reads, and the holder processes inherit)."""
-    with seaweedfs_s3() as server, pytest.MonkeyPatch.context() as env:
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
-            env.delenv(name, raising=False)
-        env.setenv("AWS_ACCESS_KEY_ID", server.access_key)
-        env.setenv("AWS_SECRET_ACCESS_KEY", server.secret_key)
-        env.setenv("AWS_ENDPOINT_URL", server.endpoint_url)
-        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        env.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        client = s3_client()
-        client.create_bucket(Bucket=BUCKET)
-        yield client
+    with seaweedfs_in_aws_environment(BUCKET):
+        yield s3_client()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import boto3
 import pyarrow.fs as pafs
 import pytest
 
-from tests.s3_server import seaweedfs_s3
+from tests.s3_server import seaweedfs_in_aws_environment
 from xit_dist.errors import XitError
 from xit_dist.run.object_store import (
     PROBE_PREFIX,
@@ -37,17 +37,8 @@ BUCKET = "xit-store-tests"
 def s3():
     """One SeaweedFS for the module, its credentials and endpoint in the standard AWS environment
     (which pyarrow reads), with the test bucket created."""
-    with seaweedfs_s3() as server, pytest.MonkeyPatch.context() as env:
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_ENDPOINT_URL_S3"):
-            env.delenv(name, raising=False)
-        env.setenv("AWS_ACCESS_KEY_ID", server.access_key)
-        env.setenv("AWS_SECRET_ACCESS_KEY", server.secret_key)
-        env.setenv("AWS_ENDPOINT_URL", server.endpoint_url)
-        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        env.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        client = boto3.session.Session().client("s3")
-        client.create_bucket(Bucket=BUCKET)
-        yield server, client
+    with seaweedfs_in_aws_environment(BUCKET) as server:
+        yield server, boto3.session.Session().client("s3")
 
 
 @pytest.fixture
