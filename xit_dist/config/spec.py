@@ -366,6 +366,8 @@ class ExperimentSpec(_Strict):
         if target_trains(self.target.task):
             yield "target", self.target.training
 
-    def fingerprint(self) -> str:
-        """Content hash of the resolved spec: identifies a run for resumption."""
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+    def fingerprint(self, without: set[str] | None = None) -> str:
+        """Content hash of the resolved spec: identifies a run for resumption (``without``: top-level
+        fields left out, e.g. the seed, for what seed replicas share)."""
+        tree = self.model_dump(mode="json", exclude=without)
+        return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()

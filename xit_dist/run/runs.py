@@ -40,11 +40,7 @@ def open_parent_run(tracker: Tracker, run: PreparedRun, tags: dict[str, str] | N
 def setting_key(spec: ExperimentSpec) -> str:
     """What runs that differ only in their seed share: the spec's fingerprint without its seed,
     name and output_dir (a grid's seed replicas, or single runs of one spec with ``--set seed=``)."""
-    import hashlib
-    import json
-
-    tree = spec.model_dump(mode="json", exclude={"seed", "name", "output_dir"})
-    return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:16]
+    return spec.fingerprint(without={"seed", "name", "output_dir"})
 
 
 def open_phase_run(tracker: Tracker, run: PreparedRun, parent: str, phase: Phase) -> str:
@@ -122,8 +118,8 @@ def log_results(tracker: Tracker, run: PreparedRun, parent: str, target_child: s
     for run_id in (target_child, parent):
         tracker.log_new_metrics(run_id, results.mlflow_metrics())
         tracker.log_artifacts(run_id, artifacts, "results")
-        tracker.log_datasets(run_id, results.datasets)
-    tracker.log_datasets(parent, [record for phase in run.phases for record in phase_datasets(run, phase)])
+    tracker.log_datasets(target_child, results.datasets)
+    tracker.log_datasets(parent, [*(record for phase in run.phases for record in phase_datasets(run, phase)), *results.datasets])
     tracker.finish(target_child)
     tracker.finish(parent)
     update_seed_summary(tracker, parent)
