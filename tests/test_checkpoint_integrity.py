@@ -191,7 +191,7 @@ def test_best_dev_weights_are_verified_before_they_are_restored(tiny_engine, tmp
     engine, _ = tiny_engine
     validator = DevValidator.__new__(DevValidator)  # the parts save/restore use, without a dev set
     validator.engine, validator.rank, validator.phase_id = engine, 0, "xnli-test"
-    validator.best_dir = tmp_path / "best"
+    validator.best_dir, validator.bucket = tmp_path / "best", None
     validator.progress = {"best_step": 10, "global_step": 10}
     validator._save_best()
     assert find_damage(validator.best_dir) is None and (validator.best_dir / f"{MANIFEST_PREFIX}0.json").is_file()
@@ -207,6 +207,48 @@ def test_best_dev_weights_are_verified_before_they_are_restored(tiny_engine, tmp
     assert "restored_best_step" not in validator.progress
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith(f"[xnli-test] warning: {validator.best_dir}/{OPTIMIZER_FILE}: 1 bytes") and "keeping the last step's (20)" in line
+
+
+def test_best_dev_weights_in_a_bucket_are_restored_on_another_node(tiny_engine, tmp_path, monkeypatch, capsys):
+    """output_dir in a bucket (a real S3 server): the best weights go to ``best-<step>/`` with a
+    manifest, ``best.json`` names them and the earlier ones go; a node that never saw them (an
+    empty cache) downloads and restores them; damaged in the bucket, they are refused as on disk."""
+    import boto3
+
+    from tests.s3_server import seaweedfs_in_aws_environment
+    from xit_dist.train.validation import DevValidator
+
+    engine, _ = tiny_engine
+    bucket, phase = "xit-best-tests", "out/phases/xnli-test"
+    with seaweedfs_in_aws_environment(bucket):
+        s3 = boto3.client("s3")
+        monkeypatch.setenv("XIT_DIST_CACHE", str(tmp_path / "node-a"))
+        validator = DevValidator.__new__(DevValidator)  # the parts save/restore use, without a dev set
+        validator.engine, validator.rank, validator.phase_id = engine, 0, "xnli-test"
+        validator.best_dir, validator.bucket = None, f"s3://{bucket}/{phase}"
+        validator.progress = {"best_step": 10, "global_step": 10}
+        validator._save_best()
+        validator.progress.update(best_step=20, global_step=20)
+        validator._save_best()
+        keys = [entry["Key"] for entry in s3.list_objects_v2(Bucket=bucket, Prefix=phase)["Contents"]]
+        assert f"{phase}/best-00000020/{OPTIMIZER_FILE}" in keys and f"{phase}/best-00000020/{MANIFEST_PREFIX}0.json" in keys
+        assert not any("best-00000010" in key for key in keys)  # replaced
+        assert json.loads(s3.get_object(Bucket=bucket, Key=f"{phase}/best.json")["Body"].read()) == {"dir": "best-00000020", "step": 20}
+
+        monkeypatch.setenv("XIT_DIST_CACHE", str(tmp_path / "node-b"))  # another node: nothing of it on disk
+        validator.progress["global_step"] = 30
+        validator.restore_best()
+        assert validator.progress["restored_best_step"] == 20 and "best_damaged" not in validator.progress
+        copy = tmp_path / "node-b" / "outputs" / "s3" / bucket / phase / "best-00000020"
+        assert find_damage(copy) is None and (copy / OPTIMIZER_FILE).is_file()
+
+        s3.put_object(Bucket=bucket, Key=f"{phase}/best-00000020/{OPTIMIZER_FILE}", Body=b"x")
+        monkeypatch.setenv("XIT_DIST_CACHE", str(tmp_path / "node-c"))
+        del validator.progress["restored_best_step"]
+        validator.restore_best()
+        assert validator.progress["best_damaged"].startswith(f"{OPTIMIZER_FILE}: 1 bytes, ")
+        assert "restored_best_step" not in validator.progress
+        assert "keeping the last step's (30)" in capsys.readouterr().out
 
 
 def test_checkpoint_every_minutes_is_not_part_of_the_phase_hash(tmp_path):

@@ -142,10 +142,13 @@ def test_second_driver_waits_for_the_holder_to_give_it_back(s3, phase_uri, tmp_p
 
 
 def test_a_dead_holders_lease_is_taken_over_once_its_ttl_has_passed(s3, phase_uri, tmp_path):
+    """A holder on another node (its host rewritten into the lease it left): only the ttl tells."""
     holder = start_holder(phase_uri, 600, 1.0, tmp_path / "done")
     holder.kill()
     holder.wait()
-    assert lease_info(s3, phase_uri)["pid"] == holder.pid  # left behind: nobody deletes it
+    left = lease_info(s3, phase_uri)
+    assert left["pid"] == holder.pid  # left behind: nobody deletes it
+    s3.put_object(Bucket=BUCKET, Key=lease_key(phase_uri), Body=json.dumps({**left, "host": "another-node"}).encode())
     said: list[str] = []
     started = time.monotonic()
     with phase_lease(phase_uri, "p", said.append, poll_s=0.1) as lease:
@@ -153,7 +156,26 @@ def test_a_dead_holders_lease_is_taken_over_once_its_ttl_has_passed(s3, phase_ur
         assert lease_info(s3, phase_uri)["holder"] == lease.holder
     assert 1.0 < waited < 10
     assert len(said) == 2 and "waiting for it" in said[0]
-    assert said[1] == f"   phase p: the lease of pid {holder.pid} on {socket.gethostname()} since {lease_info_since(said[0])} was not renewed in time: taking it over"
+    assert said[1] == f"   phase p: the lease of pid {holder.pid} on another-node since {lease_info_since(said[0])} was not renewed in time: taking it over"
+
+
+def test_a_lease_of_a_dead_process_of_this_host_is_taken_over_at_once(s3, phase_uri, tmp_path):
+    """A driver killed and started again on the same machine does not wait out the ttl."""
+    holder = start_holder(phase_uri, 600, 60.0, tmp_path / "done")
+    holder.kill()
+    holder.wait()
+    said: list[str] = []
+    started = time.monotonic()
+    with phase_lease(phase_uri, "p", said.append, poll_s=0.1) as lease:
+        waited = time.monotonic() - started
+        assert lease_info(s3, phase_uri)["holder"] == lease.holder
+    assert waited < 10
+    assert said == [f"   phase p: the lease of pid {holder.pid} on {socket.gethostname()} since {left_since(said[0])} "
+                    "is held by a process of this host that is gone: taking it over"]
+
+
+def left_since(line: str) -> str:
+    return line.split(" since ", 1)[1].split(" is held", 1)[0]
 
 
 def test_renewal_keeps_the_lease_past_its_first_expiry(s3, phase_uri):
@@ -234,3 +256,41 @@ def test_of_racing_drivers_exactly_one_creates_and_one_takes_over(s3, round_):
     took = race([lambda taker=taker: taker.take_over(stale) for taker in takers])
     assert took.count(True) == 1
     assert json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())["holder"] == takers[took.index(True)].holder
+
+
+# Another driver training a phase in the bucket: holds its lease, "trains", uploads the record, gives it back.
+TRAINER = textwrap.dedent(
+    """
+    import json, sys, time
+    from xit_dist.tracking.lease import phase_lease
+    from xit_dist.tracking.object_files import write_text
+    uri, seconds = sys.argv[1], float(sys.argv[2])
+    with phase_lease(uri, "p", print, poll_s=0.1):
+        print("holding", flush=True)
+        time.sleep(seconds)
+        write_text(uri + "/encoder/config.json", "{}")
+        write_text(uri + "/phase.json", json.dumps({"trained_by": "holder"}))
+    """
+)
+
+
+def test_a_phase_in_a_bucket_is_trained_by_one_driver_and_reused_by_the_other(s3, phase_uri, monkeypatch, tmp_path):
+    """run_phase on a bucket's phase (its directory is this node's mirror of it): the lease held
+    by another driver makes it wait, then it finds the record in the bucket and reuses the phase."""
+    import xit_dist.train.phase as phase
+    from xit_dist.tracking.object_files import mirror_path
+
+    monkeypatch.setenv("XIT_DIST_CACHE", str(tmp_path / "cache"))
+    holder = subprocess.Popen([sys.executable, "-c", TRAINER, phase_uri, "3"], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "holding"
+    messages: list[str] = []
+    monkeypatch.setattr(phase, "say", messages.append)
+    started = time.monotonic()
+    # resources=None: reaching the training code (Ray) instead of reusing would fail loudly.
+    outcome = phase.run_phase(SimpleNamespace(phase_id="p"), "encoder", mirror_path(phase_uri), resources=None)
+    waited = time.monotonic() - started
+    assert holder.wait(timeout=60) == 0
+    assert outcome.reused and outcome.record == {"trained_by": "holder"}
+    assert outcome.output_dir == tmp_path / "cache" / "outputs" / "s3" / phase_uri.removeprefix("s3://") / "encoder"
+    assert waited > 1.0 and len(messages) == 1 and "phase p is being trained by pid" in messages[0], messages
+    assert lease_info(s3, phase_uri) is None  # given back

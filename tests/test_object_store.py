@@ -15,11 +15,9 @@ import pytest
 
 from tests.s3_server import seaweedfs_in_aws_environment
 from xit_dist.errors import XitError
-from xit_dist.run.object_store import (
-    PROBE_PREFIX,
-    check_output_store,
+from xit_dist.run.object_store import PROBE_PREFIX, check_output_store, explain
+from xit_dist.tracking.object_files import (
     download_file,
-    explain,
     exists,
     is_object_store_uri,
     open_output_store,

@@ -132,7 +132,7 @@ def test_every_config_file_opens_with_the_command_that_runs_it():
         assert first.startswith(("# ", "// ")), path
         assert any(tool in path.read_text().split("\n\n")[0] for tool in ("xit-dist", "kubectl", "ray up")), path
     for path in (REPO / "cluster").glob("*.yaml"):
-        yaml.safe_load(path.read_text())
+        assert all(doc is not None for doc in yaml.safe_load_all(path.read_text()))  # kubectl takes several documents
 
 
 def test_override_inside_a_scalar_is_one_line():

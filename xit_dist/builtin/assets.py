@@ -3,14 +3,11 @@ use into a cache directory and reused after; deterministic, so every node can re
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from xit_dist.tracking.object_files import cache_root  # the node's cache (a bucket's mirror is there too)
+
 BUILTIN = "builtin:"
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("XIT_DIST_CACHE", "~/.cache/xit-dist")).expanduser()
 
 
 def resolve_model_dir(name_or_path: str) -> str:

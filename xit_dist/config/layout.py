@@ -10,6 +10,11 @@ paths, so they never change::
       searches/<search name>/         search.yaml, trials.csv, best.yaml, optuna.journal, tune/ (Ray Tune)
         trials/<NNNN>/                a trial's own output_dir (its phases/, ray/ ...)
 
+``output_dir`` may be a bucket (``s3://bucket/prefix``, ``gs://...``): then the same tree is in
+the bucket, and the paths below name this node's mirror of it (tracking/object_files.py), which
+the run layer fills from the bucket and uploads to it; Ray Train's storage and MLflow's artifacts
+are the bucket itself.
+
 Files inside a phase directory are named by the train layer that writes them (``phase.json``,
 ``progress.json``, ...), and the results files by ``evaluate/results.py``: both sit below ``plan``.
 """
@@ -18,6 +23,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Protocol
+
+from xit_dist.tracking.object_files import is_object_store_uri, mirror_path
 
 DEFAULT_OUTPUT_DIR = "xit_runs"  # the spec's output_dir default
 RUNS_DIR = "runs"
@@ -57,8 +64,23 @@ def default_output_dir() -> Path:
 
 
 def output_root(output_dir: str | Path) -> Path:
-    """``output_dir`` as every path below is built from: ``~`` expanded, absolute, symlinks resolved."""
+    """``output_dir`` as every path below is built from: ``~`` expanded, absolute, symlinks
+    resolved; a bucket's mirror on this node."""
+    if is_object_store_uri(output_dir):
+        return mirror_path(str(output_dir))
     return Path(output_dir).expanduser().resolve()
+
+
+def in_bucket(output_dir: str | Path) -> bool:
+    """Whether ``output_dir`` is a bucket (the run layer then uploads what it writes)."""
+    return is_object_store_uri(output_dir)
+
+
+def _under(output_dir: str | Path, name: str) -> str:
+    """``<output_dir>/<name>`` as the storage itself names it: a URI in a bucket, else a path."""
+    if is_object_store_uri(output_dir):
+        return f"{str(output_dir).rstrip('/')}/{name}"
+    return str(output_root(output_dir) / name)
 
 
 def run_dir(spec: Placed) -> Path:
@@ -84,24 +106,28 @@ def eval_cache_dir(spec: Placed, phase: Identified) -> Path:
     return phase_dir(spec, phase) / EVAL_CACHE_DIR
 
 
-def ray_storage(output_dir: str | Path) -> Path:
-    """Ray Train's storage path (checkpoints of every phase), on the storage every node reads."""
-    return output_root(output_dir) / RAY_STORAGE_DIR
+def ray_storage(output_dir: str | Path) -> str:
+    """Ray Train's storage path (checkpoints of every phase), on the storage every node reads:
+    a directory, or the bucket itself (Ray Train writes it with pyarrow.fs)."""
+    return _under(output_dir, RAY_STORAGE_DIR)
 
 
-def ray_run_dir(spec: Placed, phase: Identified) -> Path:
+def ray_run_dir(spec: Placed, phase: Identified) -> str:
     """A phase's Ray Train run (its run name is the phase id)."""
-    return ray_storage(spec.output_dir) / phase.id
+    return f"{ray_storage(spec.output_dir)}/{phase.id}"
 
 
-def artifacts_dir(output_dir: str | Path) -> Path:
-    return output_root(output_dir) / ARTIFACTS_DIR
+def artifacts_location(output_dir: str | Path) -> str:
+    """MLflow's artifact root under output_dir, as a URI (``file://...``, or in the bucket)."""
+    if is_object_store_uri(output_dir):
+        return _under(output_dir, ARTIFACTS_DIR)
+    return (output_root(output_dir) / ARTIFACTS_DIR).as_uri()
 
 
-def artifact_root(output_dir: str | Path, tracking_uri: str) -> Path | None:
+def artifact_root(output_dir: str | Path, tracking_uri: str) -> str | None:
     """Where MLflow keeps artifacts: beside a sqlite store under output_dir; a server (or a file
     store) keeps its own, so None."""
-    return artifacts_dir(output_dir) if tracking_uri.startswith("sqlite") else None
+    return artifacts_location(output_dir) if tracking_uri.startswith("sqlite") else None
 
 
 def search_dir(output_dir: str | Path, search_name: str) -> Path:

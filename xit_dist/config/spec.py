@@ -301,15 +301,25 @@ class ExperimentSpec(_Strict):
 
     @field_validator("output_dir")
     @classmethod
-    def _a_path_not_a_uri(cls, value: str) -> str:
+    def _a_path_or_a_bucket(cls, value: str) -> str:
+        """A directory (every node mounts it, on a multi-node cluster) or a bucket (s3://)."""
         from xit_dist.config.paths import is_uri
 
-        if is_uri(value):
-            scheme = value.split("://", 1)[0]
-            if scheme == "file":
-                raise ValueError("a file:// URI: write it as a plain path")
-            raise ValueError(f"object storage ({scheme}://) is not supported yet: give a path every node mounts (NFS, Lustre, a mounted bucket)")
-        return value
+        if not is_uri(value):
+            return value
+        scheme, rest = value.split("://", 1)
+        if scheme == "file":
+            raise ValueError("a file:// URI: write it as a plain path")
+        if scheme == "gs":
+            raise ValueError("gs:// is not supported yet (the phase lease rests on S3's conditional writes): use s3:// with "
+                             "GCS's S3-compatible endpoint (AWS_ENDPOINT_URL=https://storage.googleapis.com, HMAC keys), or a mounted bucket")
+        if scheme != "s3":
+            raise ValueError(f"object storage {scheme}:// is not supported: s3:// is (or a path every node mounts)")
+        if not rest.split("/", 1)[0]:
+            raise ValueError(f"{value!r} names no bucket: write {scheme}://<bucket>/<prefix>")
+        if "?" in value or "#" in value:
+            raise ValueError(f"{value!r}: options in the URI are not supported; give the endpoint in AWS_ENDPOINT_URL")
+        return value.rstrip("/")
 
     @model_validator(mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from xit_dist.tracking.object_files import fetch_kept_file, shared_location
 from xit_dist.config import layout
 from xit_dist.config.yaml_files import read_spec_text
 from xit_dist.errors import SpecError
@@ -30,9 +31,13 @@ def best_file(reference: str, output_dir: str | Path) -> Path:
 
 def read_best(reference: str, output_dir: str | Path) -> dict[str, Any]:
     path = best_file(reference, output_dir)
-    if not path.is_file():
+    try:
+        found = fetch_kept_file(path)  # a search in a bucket: its best.yaml from there
+    except OSError as err:
+        raise SpecError(f"{reference}: cannot read {shared_location(path)}: {str(err).splitlines()[0]}") from None
+    if not found:
         hint = " (run `xit-dist tune` on that search first)" if reference.startswith(TUNE_PREFIX) else ""
-        raise SpecError(f"{reference}: no best configuration at {path}{hint}")
+        raise SpecError(f"{reference}: no best configuration at {shared_location(path)}{hint}")
     try:
         document = yaml.safe_load(read_spec_text(path, f"{reference}: {path}"))
     except yaml.YAMLError:
@@ -72,7 +77,7 @@ def describe_training_from(reference: str, output_dir: str | Path, training: dic
     overridden = {k: (training.get(k), v) for k, v in best["training"].items() if training.get(k) != v}
     searched = ", ".join(f"{k}={taken[k]}" for k in best.get("searched", {}) if k in taken) or "none"
     lines = [
-        f"  training from {reference} ({best_file(reference, output_dir)}): trial {best.get('trial')}, "
+        f"  training from {reference} ({shared_location(best_file(reference, output_dir))}): trial {best.get('trial')}, "
         f"{best.get('metric')} {best.get('value')}",
         f"    searched values taken: {searched}; {len(taken) - sum(k in taken for k in best.get('searched', {}))} other fields as the trial had them",
     ]

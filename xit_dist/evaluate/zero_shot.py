@@ -183,9 +183,11 @@ def evaluate_worker(config: dict[str, Any]) -> None:
     from xit_dist.console import quiet_third_party
     from xit_dist.tasks.registry import get_task
     from xit_dist.tasks.formats import get_format
+    from xit_dist.tracking.object_files import local_copy
 
     quiet_third_party()
     job = EvalJob.model_validate(config)
+    job = job.model_copy(update={"model_dir": local_copy(job.model_dir)})  # a bucket's model: once per node
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
     configure_threads(job.cpus_per_worker)

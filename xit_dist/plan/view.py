@@ -5,19 +5,19 @@ from __future__ import annotations
 
 
 from xit_dist.plan.estimate import ModelSize, estimate, format_bytes, model_size
-from xit_dist.config.layout import output_root, phase_dir, ray_run_dir
+from xit_dist.config.layout import in_bucket, output_root, phase_dir, ray_run_dir
 from xit_dist.plan.phases import EncoderEvaluation, Phase, build_plan, encoder_evaluation
 from xit_dist.config.spec import ExperimentSpec
 from xit_dist.config.batch import split_batch
 from xit_dist.config.ds_config import load_ds_config
-from xit_dist.train.phase import DONE_FILE
+from xit_dist.tracking.object_files import location_exists
+from xit_dist.train.phase import completed_record
 
 
 def phase_status(spec: ExperimentSpec, phase: Phase) -> str:
-    if (phase_dir(spec, phase) / DONE_FILE).is_file():
+    if completed_record(phase_dir(spec, phase)) is not None:
         return "done (will be reused)"
-    ray_run = ray_run_dir(spec, phase)
-    if (ray_run / "checkpoint_manager_snapshot.json").is_file():
+    if location_exists(f"{ray_run_dir(spec, phase)}/checkpoint_manager_snapshot.json"):
         return "interrupted (resumes from its last checkpoint)"
     return "to train"
 
@@ -134,7 +134,7 @@ def render_grid_plan(grid, gpu_memory: int | None = None) -> str:
     first = grid.cells[0].spec
     lines = [
         f"grid {grid.name} ({grid.source}): {len(grid.cells)} cells = {grid.shape()}",
-        f"output_dir {output_root(first.output_dir)}; MLflow experiment {first.tracking.experiment!r}",
+        f"output_dir {first.output_dir if in_bucket(first.output_dir) else output_root(first.output_dir)}; MLflow experiment {first.tracking.experiment!r}",
     ]
     sizes: dict[tuple, ModelSize | str] = {}
     warnings: list[str] = []

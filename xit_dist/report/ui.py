@@ -29,7 +29,7 @@ HOST = "127.0.0.1"
 STARTUP_TIMEOUT_S = 120
 
 
-def store_for(spec_path: str | None, overrides: list[str], store: str | None) -> tuple[str, Path | None]:
+def store_for(spec_path: str | None, overrides: list[str], store: str | None) -> tuple[str, str | None]:
     """(tracking URI, artifact directory) of an experiment or search spec, or of the default layout."""
     from xit_dist.config.load import load_spec
     from xit_dist.tracking.store import resolve_tracking_uri
@@ -46,9 +46,8 @@ def store_for(spec_path: str | None, overrides: list[str], store: str | None) ->
             spec = load_search_spec(spec_path, overrides).base_spec()
         else:
             spec = load_spec(spec_path, overrides)
-        output_dir, configured = Path(spec.output_dir), spec.tracking.uri
-    output_dir = layout.output_root(output_dir)
-    return resolve_tracking_uri(configured, output_dir), layout.artifacts_dir(output_dir)
+        output_dir, configured = spec.output_dir, spec.tracking.uri
+    return resolve_tracking_uri(configured, layout.output_root(output_dir)), layout.artifacts_location(output_dir)
 
 
 def _is_search_spec(path: str) -> bool:
@@ -76,10 +75,10 @@ def check_port_free(port: int) -> None:
             raise XitError(f"--port {port}: {HOST}:{port} is in use; pass another port") from None
 
 
-def server_command(uri: str, port: int, artifacts: Path | None) -> list[str]:
+def server_command(uri: str, port: int, artifacts: str | None) -> list[str]:
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", HOST, "--port", str(port), "--workers", "1"]
     if artifacts is not None:  # where artifacts logged through this server would go
-        command += ["--artifacts-destination", artifacts.as_uri()]
+        command += ["--artifacts-destination", artifacts]
     return command
 
 
@@ -114,7 +113,7 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def serve(uri: str, port: int, artifacts: Path | None) -> int:
+def serve(uri: str, port: int, artifacts: str | None) -> int:
     """Runs ``mlflow server`` in the foreground; prints the URL once it answers. Ctrl-C stops it."""
     check_store(uri)
     check_port_free(port)

@@ -17,6 +17,7 @@ from xit_dist.plan.phases import EncoderEvaluation, Phase
 from xit_dist.plan.preflight import ResolvedInputs
 from xit_dist.run.jobs import eval_job
 from xit_dist.tasks.registry import get_task
+from xit_dist.tracking.object_files import local_copy, read_kept_text, shared_location, write_kept_text
 from xit_dist.train.phase import PhaseOutcome
 
 
@@ -24,7 +25,7 @@ def evaluate_target(spec: ExperimentSpec, phase: Phase, outcome: PhaseOutcome, i
     """Use the evaluation the target phase ran on its workers when its settings match;
     otherwise (a reused phase, other languages...) evaluate the saved model in its own worker group.
     Cached per (phase, evaluation settings) under the phase directory."""
-    job = eval_job(spec, phase, inputs, outcome.output_dir)
+    job = eval_job(spec, phase, inputs, shared_location(outcome.output_dir))
     return cached_evaluation(spec, job, eval_cache_dir(spec, phase), inputs, storage, outcome.record.get("evaluation"))
 
 
@@ -37,7 +38,7 @@ def evaluate_encoder(spec: ExperimentSpec, evaluation: EncoderEvaluation, model_
     from xit_dist.tasks.formats import get_format
 
     job = eval_job(spec, evaluation, inputs, model_dir)
-    num_hidden_layers = AutoConfig.from_pretrained(model_dir, revision=job.model_revision).num_hidden_layers
+    num_hidden_layers = AutoConfig.from_pretrained(local_copy(model_dir), revision=job.model_revision).num_hidden_layers
     get_format(get_task(job.task).format).embedding_layer(num_hidden_layers, job.options)  # a bad retrieval_layer fails before Ray
     return cached_evaluation(spec, job, eval_cache_dir(spec, evaluation), inputs, storage, None)
 
@@ -51,8 +52,9 @@ def cached_evaluation(spec: ExperimentSpec, job: EvalJob, cache_dir: Path, input
 
     key = evaluation_key(job)
     cache = cache_dir / f"{key}.json"
-    if cache.is_file():
-        evaluation = json.loads(cache.read_text())
+    cached = read_kept_text(cache)
+    if cached is not None:
+        evaluation = json.loads(cached)
     elif live and live.get("key") == key:
         evaluation = live
     else:
@@ -60,8 +62,8 @@ def cached_evaluation(spec: ExperimentSpec, job: EvalJob, cache_dir: Path, input
         evaluation = run_evaluation(
             job, spec.distributed.num_workers, spec.distributed.use_gpu, storage, f"{job.phase_id}-eval-{key}-{int(time.time())}"
         )
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(evaluation, indent=2))
+    if cached is None:
+        write_kept_text(cache, json.dumps(evaluation, indent=2))
     per_language = {lang: evaluation["results"][lang] for lang in inputs.eval_languages}
     task = get_task(job.task)
     chance = get_format(task.format).chance(task)

@@ -14,6 +14,7 @@ from xit_dist.plan.phases import EncoderEvaluation, Phase
 from xit_dist.plan.preflight import ResolvedInputs
 from xit_dist.tasks.formats.options import FormatOptions
 from xit_dist.config.ds_config import load_ds_config
+from xit_dist.tracking.object_files import shared_location
 from xit_dist.train.job import PhaseJob
 
 
@@ -42,7 +43,7 @@ def phase_job(spec: ExperimentSpec, phase: Phase, init_dir: str, inputs: Resolve
     evaluation = eval_job(spec, phase, inputs, options=options) if phase.kind == "target" else None
     return PhaseJob(
         phase_id=phase.id,
-        phase_dir=str(phase_dir(spec, phase)),
+        phase_dir=shared_location(phase_dir(spec, phase)),
         task=phase.task,
         init_dir=init_dir,
         tokenizer_dir=inputs.model_dir,

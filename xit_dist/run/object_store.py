@@ -1,27 +1,15 @@
-"""The filesystem of an ``output_dir`` in an object store (``s3://bucket/prefix``, ``gs://...``):
-opened with pyarrow.fs, the layer Ray Train itself writes ``storage_path`` with, and checked
+"""The check of an ``output_dir`` in an object store (``s3://bucket/prefix``, ``gs://...``), run
 before any cluster resources are used, so that a wrong endpoint, refused credentials, a missing
-bucket or a missing permission is one line at submit time rather than a failure hours into a run.
+bucket or a missing permission is one line at submit time rather than a failure hours into a run
+(the files themselves: tracking/object_files.py).
 
-What pyarrow 25 and SeaweedFS 4.48 (``weed mini``, tests/test_object_store.py) do, which this
-rests on:
-
-- ``FileSystem.from_uri`` takes the S3 endpoint from ``AWS_ENDPOINT_URL_S3``, else
-  ``AWS_ENDPOINT_URL``, by itself; the ``S3FileSystem`` constructor does not. Credentials are the
-  AWS SDK's (``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``, then config files, then instance
-  metadata). Without an endpoint, ``from_uri`` asks AWS for the bucket's region (a network call).
-- Timeouts and retries cannot be given in the URI, so the filesystem ``from_uri`` made is rebuilt
-  from its own pickled options with them bounded. ``request_timeout`` is honoured on Linux too
-  (curl gives up below 1 byte/s for that long), whatever pyarrow's docstring says: a closed port
-  fails at once, a port that never answers within about 2 x (timeout + backoff).
-- SeaweedFS creates a missing bucket on the first write into it, so a write probe cannot tell
-  that a bucket is missing: its existence is checked first (``get_file_info`` on the bucket, a
-  HeadBucket), and nothing is written when it is missing.
+SeaweedFS creates a missing bucket on the first write into it, so a write probe cannot tell that
+a bucket is missing: its existence is checked first (``get_file_info`` on the bucket, a
+HeadBucket), and nothing is written when it is missing.
 """
 
 from __future__ import annotations
 
-import datetime
 import os
 import re
 import uuid
@@ -29,37 +17,11 @@ import uuid
 import pyarrow.fs as pafs
 
 from xit_dist.errors import XitError
+from xit_dist.tracking.object_files import open_output_store
 
-SCHEMES = ("s3://", "gs://")
-CONNECT_TIMEOUT_S = 2.0
-REQUEST_TIMEOUT_S = 3.0
-ATTEMPTS = 3
 CHECK_ATTEMPTS = 2
 PROBE_PREFIX = ".xit-store-probe-"
 CREDENTIALS_REFUSED = {"SIGNATURE_DOES_NOT_MATCH", "INVALID_ACCESS_KEY_ID", "EXPIRED_TOKEN", "INVALID_CLIENT_TOKEN_ID"}
-
-
-def is_object_store_uri(value: object) -> bool:
-    """Whether ``value`` names an object store (``s3://``, ``gs://``); local paths and
-    ``file://`` URIs do not."""
-    return isinstance(value, str) and value.startswith(SCHEMES)
-
-
-def open_output_store(uri: str, attempts: int = ATTEMPTS) -> tuple[pafs.FileSystem, str]:
-    """The filesystem of ``uri`` and the path of its root in it (``bucket/prefix``), with
-    connection timeouts and retries bounded so that a dead endpoint fails instead of hanging.
-    May raise ``OSError`` (from_uri resolves a bucket's region over the network)."""
-    if not is_object_store_uri(uri):
-        raise ValueError(f"not an object store URI: {uri!r}")
-    filesystem, path = pafs.FileSystem.from_uri(uri)
-    rebuild, (options,) = filesystem.__reduce__()
-    if isinstance(filesystem, pafs.S3FileSystem):
-        retries = pafs.AwsStandardS3RetryStrategy(max_attempts=attempts)
-        options = {**options, "connect_timeout": CONNECT_TIMEOUT_S, "request_timeout": REQUEST_TIMEOUT_S, "retry_strategy": retries}
-    elif isinstance(filesystem, pafs.GcsFileSystem):
-        limit = datetime.timedelta(seconds=attempts * (CONNECT_TIMEOUT_S + REQUEST_TIMEOUT_S))
-        options = {**options, "retry_time_limit": limit}
-    return rebuild(options), path.rstrip("/")
 
 
 def describe_endpoint(filesystem: pafs.FileSystem | None) -> str:
@@ -135,6 +97,8 @@ def check_output_store(uri: str) -> None:
     may list under its prefix, write there and delete (a small probe object, written and
     removed). Raises ``XitError`` (one line) saying what is wrong."""
     filesystem, action = None, "open the store"
+    if "?" in uri or "#" in uri:
+        raise XitError(f"output_dir {uri!r}: options in the URI are not supported; give the endpoint in AWS_ENDPOINT_URL")
     try:
         filesystem, root = open_output_store(uri, attempts=CHECK_ATTEMPTS)
         bucket = root.split("/", 1)[0]
@@ -151,34 +115,3 @@ def check_output_store(uri: str) -> None:
         filesystem.delete_file(probe)
     except OSError as error:
         raise explain(error, uri, filesystem, action) from None
-
-
-def exists(uri: str) -> bool:
-    """Whether an object (or a prefix with objects under it) is at ``uri``."""
-    filesystem, path = open_output_store(uri)
-    return filesystem.get_file_info(path).type != pafs.FileType.NotFound
-
-
-def write_text(uri: str, text: str) -> None:
-    filesystem, path = open_output_store(uri)
-    with filesystem.open_output_stream(path) as out:
-        out.write(text.encode())
-
-
-def read_text(uri: str) -> str:
-    filesystem, path = open_output_store(uri)
-    with filesystem.open_input_stream(path) as stream:
-        return stream.read().decode()
-
-
-def upload_file(local: str | os.PathLike, uri: str) -> None:
-    """Copy a local file to ``uri`` (streamed, in parts for large files)."""
-    filesystem, path = open_output_store(uri)
-    pafs.copy_files(os.fspath(local), path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=filesystem)
-
-
-def download_file(uri: str, local: str | os.PathLike) -> None:
-    """Copy the object at ``uri`` to a local file, creating its folder."""
-    filesystem, path = open_output_store(uri)
-    os.makedirs(os.path.dirname(os.path.abspath(local)), exist_ok=True)
-    pafs.copy_files(path, os.fspath(local), source_filesystem=filesystem, destination_filesystem=pafs.LocalFileSystem())

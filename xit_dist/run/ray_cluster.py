@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from xit_dist.config.spec import ExperimentSpec
+from xit_dist.config.layout import in_bucket
 from xit_dist.run.storage import check_shared_storage, cluster_hosts
 
 API_SERVER_ENV = "RAY_API_SERVER_ADDRESS"
@@ -118,10 +119,11 @@ def check_cluster_resources(spec: ExperimentSpec) -> None:
 
 def connect_cluster(specs: list[ExperimentSpec], output_dir: Path) -> None:
     """Ray up, every distinct worker-group shape of ``specs`` fits the cluster, and ``output_dir``
-    is on storage every node reads."""
+    is on storage every node reads (a bucket is: it was checked before, ``check_output_dir``)."""
     first = specs[0]
     start_ray(first.distributed.address)
     shapes = {json.dumps(spec.distributed.model_dump(mode="json"), sort_keys=True): spec for spec in specs}
     for spec in shapes.values():
         check_cluster_resources(spec)
-    check_shared_storage(output_dir, cluster_hosts(), first.distributed.assume_shared_storage)
+    if not in_bucket(first.output_dir):
+        check_shared_storage(output_dir, cluster_hosts(), first.distributed.assume_shared_storage)

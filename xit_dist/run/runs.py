@@ -9,6 +9,7 @@ import contextlib
 import sys
 from typing import TYPE_CHECKING, Callable
 
+from xit_dist.tracking.object_files import publish_tree
 from xit_dist.evaluate.metrics import mean_std
 from xit_dist.evaluate.results import TaskResults
 from xit_dist.config.layout import phase_dir, spec_copy
@@ -115,6 +116,7 @@ def log_results(tracker: Tracker, run: PreparedRun, parent: str, target_child: s
     brought up to date. A run that holds them already (a rerun, or a second driver of the same
     spec) gets none again."""
     artifacts = results.write(run.run_dir)
+    publish_tree(run.run_dir)
     for run_id in (target_child, parent):
         tracker.log_new_metrics(run_id, results.mlflow_metrics())
         tracker.log_artifacts(run_id, artifacts, "results")

@@ -39,7 +39,8 @@ from xit_dist.run.jobs import phase_job
 from xit_dist.run.runs import (
     end_open_runs, log_results, mark_trained_in, open_evaluation_run, open_parent_run, open_phase_run, record_phase,
 )
-from xit_dist.run.session import PreparedRun, Session, open_session, train_phase
+from xit_dist.run.session import PreparedRun, Session, keep_tracking_store, open_session, train_phase
+from xit_dist.tracking.object_files import shared_location
 from xit_dist.tracking.tags import GRID_TAG
 from xit_dist.train.phase import PhaseOutcome, completed_record, output_subdir
 
@@ -160,7 +161,10 @@ def schedule(session: Session, grid: Grid, max_concurrent: int | None, style: "S
 
     cells = [CellRun(cell, run) for cell, run in zip(grid.cells, session.runs)]
     capacity = Capacity(ray.cluster_resources(), max_concurrent)
-    return Scheduler(grid, cells, session.tracker, capacity, style).run()
+    try:
+        return Scheduler(grid, cells, session.tracker, capacity, style).run()
+    finally:
+        keep_tracking_store(session.runs[0].spec.output_dir, session.runs[0].tracking_uri)
 
 
 class _Threads:
@@ -453,7 +457,7 @@ class SpecStyle(Style):
 
     def phase_finished(self, phase: Phase, outcome: PhaseOutcome) -> None:
         if outcome.reused:
-            self.out(f"   already trained: reusing {outcome.output_dir}")
+            self.out(f"   already trained: reusing {shared_location(outcome.output_dir)}")
 
     def phase_failed(self, phase: Phase, error: BaseException) -> None:
         raise error

@@ -19,7 +19,8 @@ from xit_dist.config import layout
 from xit_dist.config.layout import phase_dir
 from xit_dist.plan.phases import EncoderEvaluation, Phase, build_plan
 from xit_dist.plan.preflight import ResolvedInputs, preflight
-from xit_dist.tracking.store import Tracker, resolve_tracking_uri
+from xit_dist.tracking.object_files import shared_location, write_kept_text
+from xit_dist.tracking.store import DEFAULT_STORE_FILE, Tracker, resolve_tracking_uri
 from xit_dist.train.job import PhaseJob
 from xit_dist.train.phase import PhaseOutcome, PhaseResources, output_subdir, run_phase
 
@@ -39,7 +40,7 @@ class PreparedRun:
     @property
     def storage(self) -> str:
         """Ray Train's storage path: checkpoints of every phase, on the storage every node reads."""
-        return str(layout.ray_storage(self.output_dir))
+        return layout.ray_storage(self.spec.output_dir)
 
     @property
     def resources(self) -> PhaseResources:
@@ -52,7 +53,7 @@ class PreparedRun:
         saved encoder, or the pretrained model."""
         if phase.upstream is None:
             return self.inputs.model_dir
-        return str(output_subdir(phase_dir(self.spec, phase.upstream), phase.upstream.saves))
+        return shared_location(output_subdir(phase_dir(self.spec, phase.upstream), phase.upstream.saves))
 
 
 def prepared_run(spec: ExperimentSpec, inputs: ResolvedInputs, tracking_uri: str | None = None) -> PreparedRun:
@@ -93,17 +94,79 @@ def prepare_runs(specs: list[ExperimentSpec], cells: list[str] | None, out: Call
         if key not in checked:
             checked[key] = _checked_inputs(spec, cells[i] if cells else None, out)
         run = prepared_run(spec, checked[key])
-        run.run_dir.mkdir(parents=True, exist_ok=True)
-        layout.spec_copy(run.run_dir).write_text(dump_spec(spec))
+        write_kept_text(layout.spec_copy(run.run_dir), dump_spec(spec))
         runs.append(run)
     return runs
 
 
-def open_tracker(tracking_uri: str, experiment: str, output_dir: Path, lock_dir: Path | None = None) -> Tracker:
+def open_tracker(tracking_uri: str, experiment: str, output_dir: str | Path, lock_dir: Path | None = None) -> Tracker:
     """The MLflow store of runs under ``output_dir``, the only place one is opened (an sqlite
     store keeps its artifacts there: ``layout.artifact_root``). Runs are found or created under
     a lock in ``lock_dir``, which every driver of the same spec shares (default: beside the store)."""
     return Tracker(tracking_uri, experiment, layout.artifact_root(output_dir, tracking_uri), lock_dir=lock_dir)
+
+
+def check_buckets(specs: list[ExperimentSpec]) -> None:
+    """Each bucket ``output_dir`` usable (reachable, credentials taken, may write), before
+    anything is written there or Ray starts."""
+    from xit_dist.run.object_store import check_output_store
+
+    for output_dir in dict.fromkeys(spec.output_dir for spec in specs):
+        if layout.in_bucket(output_dir):
+            check_output_store(output_dir)
+
+
+def bucket_store_copy(output_dir: str, tracking_uri: str) -> tuple[Path, str] | None:
+    """(the driver's sqlite file, its copy in the bucket) when output_dir is a bucket and the
+    store is the default sqlite in the driver's mirror of it; else None."""
+    database = layout.output_root(output_dir) / DEFAULT_STORE_FILE
+    if not layout.in_bucket(output_dir) or tracking_uri != f"sqlite:///{database.resolve()}":
+        return None
+    return database, shared_location(database)
+
+
+def restore_tracking_store(output_dir: str, tracking_uri: str, out: Callable[[str], None]) -> None:
+    """A driver on a machine without the store (a new head node, another machine) starts from
+    the copy the last driver left in the bucket, so runs are found again, not duplicated."""
+    pair = bucket_store_copy(output_dir, tracking_uri)
+    if pair is None or pair[0].exists():
+        return
+    from xit_dist.tracking.object_files import download_file, exists
+
+    if exists(pair[1]):
+        download_file(pair[1], pair[0])
+        out(f"== MLflow store restored from {pair[1]}")
+
+
+def keep_tracking_store(output_dir: str, tracking_uri: str) -> None:
+    """The driver's sqlite store copied to the bucket (a consistent snapshot, by sqlite's
+    backup), after every run: what is in the bucket outlives the driver's machine."""
+    pair = bucket_store_copy(output_dir, tracking_uri)
+    if pair is None or not pair[0].exists():
+        return
+    import sqlite3
+    import tempfile
+
+    from xit_dist.tracking.object_files import upload_file
+
+    with tempfile.TemporaryDirectory(prefix="xit-store-") as tmp:
+        snapshot = Path(tmp) / DEFAULT_STORE_FILE
+        with sqlite3.connect(pair[0]) as source, sqlite3.connect(snapshot) as copy:
+            source.backup(copy)
+        upload_file(snapshot, pair[1])
+
+
+def check_store_reaches_workers(run: PreparedRun) -> None:
+    """Workers log their metrics to the MLflow store themselves. With output_dir in a bucket, a
+    sqlite store is a file on the driver's machine that workers on other machines cannot reach
+    (each would write a store of its own): refused on a multi-machine cluster."""
+    from xit_dist.run.storage import cluster_hosts
+
+    if layout.in_bucket(run.spec.output_dir) and run.tracking_uri.startswith("sqlite") and len(hosts := cluster_hosts()) > 1:
+        raise XitError(
+            f"tracking.uri {run.tracking_uri}: a sqlite store on the driver's machine, but output_dir is a bucket and the cluster "
+            f"spans {len(hosts)} machines whose workers log to the store; run an MLflow server (cluster/README.md) and set tracking.uri"
+        )
 
 
 def warn_if_disk_short(spec: ExperimentSpec, phases: list[Phase], output_dir: Path, out: Callable[[str], None]) -> None:
@@ -112,6 +175,8 @@ def warn_if_disk_short(spec: ExperimentSpec, phases: list[Phase], output_dir: Pa
     from xit_dist.plan.view import base_model_size
     from xit_dist.train.phase import completed_record
 
+    if layout.in_bucket(spec.output_dir):
+        return  # a bucket: no free space to speak of
     to_train = [p for p in phases if completed_record(phase_dir(spec, p)) is None]
     if not to_train:
         return
@@ -146,11 +211,14 @@ def open_session(specs: list[ExperimentSpec], cells: list[str] | None = None, ou
     from xit_dist.run.ray_cluster import connect_cluster
 
     quiet_third_party()
+    check_buckets(specs)
     runs = prepare_runs(specs, cells, out)
     first = runs[0]
-    tracker = open_tracker(first.tracking_uri, first.spec.tracking.experiment, first.output_dir, lock_dir=first.output_dir)
+    restore_tracking_store(first.spec.output_dir, first.tracking_uri, out)
+    tracker = open_tracker(first.tracking_uri, first.spec.tracking.experiment, first.spec.output_dir, lock_dir=first.output_dir)
     warn_if_disk_short(first.spec, distinct_phases(runs), first.output_dir, out)
     connect_cluster([run.spec for run in runs], first.output_dir)
+    check_store_reaches_workers(first)
     return Session(runs, tracker)
 
 

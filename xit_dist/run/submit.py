@@ -17,7 +17,10 @@ import sys
 import time
 from pathlib import Path
 
+from xit_dist.config.paths import is_uri
 from xit_dist.errors import XitError
+from xit_dist.run.object_store import check_output_store
+from xit_dist.tracking.object_files import is_object_store_uri
 from xit_dist.tracking.tags import SPEC_METADATA_KEY
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +39,9 @@ PASSED_ENV = (
     "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN",
     "HF_TOKEN", "HF_HOME", "HF_ENDPOINT", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "XIT_DIST_CACHE",
     "NCCL_SOCKET_IFNAME", "NCCL_IB_DISABLE", "NCCL_DEBUG", "TORCH_NCCL_ASYNC_ERROR_HANDLING",
+    # an output_dir in a bucket: the AWS SDK's (and pyarrow's) variables, and Google's
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
+    "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "MLFLOW_S3_ENDPOINT_URL", "GOOGLE_APPLICATION_CREDENTIALS",
 )
 
 # A spec outside the repository travels as text in this variable; the entrypoint writes it to a
@@ -121,6 +127,8 @@ def build_submission(spec_path: str, overrides: list[str]) -> tuple[str, dict]:
     else:
         spec = load_spec(spec_path, job_overrides, relative_to=None)
     check_results_outlive_the_job(spec)
+    if is_object_store_uri(spec.output_dir):  # with the credentials the job will get (PASSED_ENV)
+        check_output_store(spec.output_dir)
     prelude, spec_arg, spec_env = _spec_argument(Path(spec_path))
     sets = " ".join(f"--set {shlex.quote(o)}" for o in job_overrides)
     entrypoint = f"{prelude}python -m xit_dist.cli run {spec_arg} {sets}"
@@ -133,7 +141,7 @@ def check_results_outlive_the_job(spec) -> None:
     temporary working directory on the cluster, deleted after the job."""
     from xit_dist.config.paths import absolute_store
 
-    if not Path(spec.output_dir).expanduser().is_absolute():
+    if not is_uri(spec.output_dir) and not Path(spec.output_dir).expanduser().is_absolute():
         raise XitError(
             f"output_dir {spec.output_dir}: a relative path would put the results in the job's temporary "
             "working directory on the cluster; pass an absolute path on storage the nodes share "

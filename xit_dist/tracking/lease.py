@@ -283,6 +283,22 @@ def _ttl_of(seen: Seen, default: float) -> float:
         return default
 
 
+def holder_died_here(seen: Seen) -> bool:
+    """Whether the lease names a process of this host that no longer runs (a driver killed and
+    started again on the same machine need not wait out the ttl). Hosts are told apart by their
+    name, as the lease records it."""
+    info = seen.info
+    if info.get("host") != socket.gethostname() or not isinstance(info.get("pid"), int) or info["pid"] == os.getpid():
+        return False
+    try:
+        os.kill(info["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's live process
+        return False
+    return False
+
+
 def wait_for(lease: ObjectLease, phase_id: str, where: str, say: Callable[[str], None], poll_s: float) -> None:
     """Until the lease is ours: created when there is none, taken over when the same ETag has
     stood (as this driver sees it) for longer than the ttl its holder wrote into it."""
@@ -293,6 +309,10 @@ def wait_for(lease: ObjectLease, phase_id: str, where: str, say: Callable[[str],
         current = lease.read()
         if current is None:
             if lease.try_acquire():
+                return
+        elif holder_died_here(current):
+            say(f"   phase {phase_id}: the lease of {current.describe()} is held by a process of this host that is gone: taking it over")
+            if lease.take_over(current.etag):
                 return
         elif watched is None or watched[0] != current.etag:
             watched = (current.etag, time.monotonic())

@@ -102,8 +102,15 @@ def _make_reserve(tracking_uri: str) -> Path | None:
     return reserve
 
 
+def _artifact_uri(root: str | Path | None) -> str | None:
+    if root is None or isinstance(root, str):
+        return root
+    return root.resolve().as_uri()
+
+
 class Tracker:
-    def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path | None, lock_dir: Path | None = None):
+    def __init__(self, tracking_uri: str, experiment: str, artifact_root: str | Path | None, lock_dir: Path | None = None):
+        """``artifact_root``: a new experiment's artifact location (a URI, or a local folder)."""
         from mlflow.tracking import MlflowClient
 
         self.uri = tracking_uri
@@ -117,7 +124,7 @@ class Tracker:
                 found.experiment_id
                 if found
                 else self.client.create_experiment(
-                    experiment, artifact_location=artifact_root.resolve().as_uri() if artifact_root else None
+                    experiment, artifact_location=_artifact_uri(artifact_root)
                 )
             )
             self._mark_model_training()

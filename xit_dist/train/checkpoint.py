@@ -4,9 +4,11 @@ picks an intact one and resumes from it bit for bit."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,29 +74,42 @@ def checkpoint_name(progress: dict[str, Any]) -> str:
     return f"step-{progress['global_step']:08d}{fallbacks[-1].get('suffix', '')}"
 
 
-def pick_checkpoint(rank: int, phase_id: str) -> tuple[str | None, dict[str, Any] | None]:
-    """The checkpoint to resume from: the last one Ray holds for this phase (after a worker
-    failure or an interrupted run) if its manifest holds, else the newest intact older one, said
-    in one line naming the damaged file. Rank 0 reads and hashes; every rank gets its answer.
-    Returns the directory (None: start from step 0) and, after a fallback, its record."""
+@contextlib.contextmanager
+def latest_checkpoint() -> Iterator[tuple[str | None, bool]]:
+    """The last checkpoint Ray holds for this phase as a local directory (None: there is none)
+    for the block, and whether its older siblings are beside it. In a bucket, the node's workers
+    share one download of it (Ray's ``as_directory``), removed after the block."""
+    import pyarrow.fs
     import ray.train
 
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
+        yield None, False
+        return
+    with checkpoint.as_directory() as directory:
+        yield directory, isinstance(checkpoint.filesystem, pyarrow.fs.LocalFileSystem)
+
+
+def pick_checkpoint(rank: int, phase_id: str, latest: str | None, look_back: bool = True) -> tuple[str | None, dict[str, Any] | None]:
+    """The checkpoint to resume from: ``latest`` (after a worker failure or an interrupted run)
+    if its manifest holds, else (``look_back``) the newest intact older one, said in one line
+    naming the damaged file. Rank 0 reads and hashes; every rank gets its answer. Returns the
+    directory (None: start from step 0) and, after a fallback, its record."""
+    if latest is None:
         return None, None
     answer: list[Any] = [None, None]
     if rank == 0:
-        answer = _newest_intact_answer(Path(checkpoint.path), phase_id)  # storage_path is a local (or mounted) directory
+        answer = _newest_intact_answer(Path(latest), phase_id, look_back)
     if torch.distributed.is_initialized():
         torch.distributed.broadcast_object_list(answer, src=0)
     return answer[0], answer[1]
 
 
-def _newest_intact_answer(latest: Path, phase_id: str) -> list[Any]:
+def _newest_intact_answer(latest: Path, phase_id: str, look_back: bool) -> list[Any]:
     """Rank 0's part of ``pick_checkpoint``: [directory or None, fallback record or None]."""
     from xit_dist.train.checkpoint_manifest import newest_intact
 
-    chosen, damaged = newest_intact(latest)
+    chosen, damaged = newest_intact(latest, look_back)
     fallback = None
     if damaged:
         fallback = {

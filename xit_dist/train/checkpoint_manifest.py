@@ -85,10 +85,11 @@ def candidates(latest: Path) -> list[Path]:
     return [latest, *sorted(older, key=_order, reverse=True)]
 
 
-def newest_intact(latest: Path) -> tuple[Path | None, list[tuple[Path, str]]]:
-    """The checkpoint to resume from (None: none is intact) and the damaged ones passed over."""
+def newest_intact(latest: Path, look_back: bool = True) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """The checkpoint to resume from (None: none is intact) and the damaged ones passed over;
+    without ``look_back`` (a checkpoint downloaded from a bucket alone) only ``latest`` is tried."""
     damaged: list[tuple[Path, str]] = []
-    for path in candidates(latest):
+    for path in candidates(latest) if look_back else [latest]:
         problem = find_damage(path)
         if problem is None:
             return path, damaged

@@ -16,7 +16,7 @@ from xit_dist.tasks.formats.options import FormatOptions
 
 class PhaseJob(BaseModel):
     phase_id: str
-    phase_dir: str                     # shared storage: the phase's outputs and best weights
+    phase_dir: str                     # the phase's outputs: a shared directory, or a bucket URI
     task: str
     init_dir: str                      # model to start from: hub id / directory / upstream encoder
     tokenizer_dir: str

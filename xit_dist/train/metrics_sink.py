@@ -107,7 +107,9 @@ class MetricsSink:
     def for_job(cls, job: PhaseJob, rank: int) -> "MetricsSink":
         if rank != 0:
             return cls(None, None)
-        return cls(job.tracking_uri, job.mlflow_run_id, Path(job.phase_dir) / PENDING_FILE, f"[{job.phase_id}] ")
+        from xit_dist.tracking.object_files import local_path
+
+        return cls(job.tracking_uri, job.mlflow_run_id, local_path(job.phase_dir) / PENDING_FILE, f"[{job.phase_id}] ")
 
     def log(self, step: int, values: dict[str, float]) -> None:
         if self._thread is None or not values:

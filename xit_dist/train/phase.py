@@ -1,18 +1,27 @@
 """Run one training phase as a Ray Train ``TorchTrainer`` (Train V2), then consolidate its
 final DeepSpeed checkpoint into the phase directory. A phase already done is not rerun;
-an interrupted one resumes from its last checkpoint (same Ray run name and storage path)."""
+an interrupted one resumes from its last checkpoint (same Ray run name and storage path).
+
+A phase is done when its record (``phase.json``) exists, and the record is written last. When
+``output_dir`` is a bucket, the phase directory given here is this node's mirror of the bucket's
+(tracking/object_files.py): the outputs are consolidated there, uploaded, then the record is
+uploaded, so an upload cut halfway leaves a phase that is not done (and is redone); the phase
+lock is then a lease in the bucket (tracking/lease.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from xit_dist.console import say
-from xit_dist.train.job import PhaseJob
+from xit_dist.tracking import object_files
 from xit_dist.tracking.locks import phase_lock
+from xit_dist.train.job import PhaseJob
 
 DONE_FILE = "phase.json"
 
@@ -34,8 +43,23 @@ class PhaseOutcome:
 
 
 def completed_record(phase_dir: Path) -> dict[str, Any] | None:
-    done = phase_dir / DONE_FILE
-    return json.loads(done.read_text()) if done.is_file() else None
+    """The phase's record if it is done (read from the bucket when ``phase_dir`` mirrors one)."""
+    text = object_files.read_kept_text(phase_dir / DONE_FILE)
+    return json.loads(text) if text is not None else None
+
+
+@contextlib.contextmanager
+def training_lock(phase_dir: Path, phase_id: str) -> Iterator[None]:
+    """One trainer per phase across drivers: ``flock`` in a shared directory, a lease in a bucket."""
+    remote = object_files.uri_of_mirror(phase_dir)
+    if remote is None:
+        with phase_lock(phase_dir, phase_id, say):
+            yield
+        return
+    from xit_dist.tracking.lease import phase_lease
+
+    with phase_lease(remote, phase_id, say):
+        yield
 
 
 def output_subdir(phase_dir: Path, saves: str) -> Path:
@@ -48,7 +72,7 @@ def run_phase(job: PhaseJob, saves: str, phase_dir: Path, resources: PhaseResour
     record = completed_record(phase_dir)
     if record is not None:
         return PhaseOutcome(record, output_subdir(phase_dir, saves), reused=True)
-    with phase_lock(phase_dir, job.phase_id, say):
+    with training_lock(phase_dir, job.phase_id):
         record = completed_record(phase_dir)  # done by the process we waited for
         if record is not None:
             return PhaseOutcome(record, output_subdir(phase_dir, saves), reused=True)
@@ -86,10 +110,23 @@ def _train(job: PhaseJob, saves: str, phase_dir: Path, resources: PhaseResources
     out_dir = output_subdir(phase_dir, saves)
     staging = phase_dir / f".{saves}.partial"
     shutil.rmtree(staging, ignore_errors=True)
+    init_dir = object_files.local_copy(job.init_dir)
     with result.checkpoint.as_directory() as checkpoint_dir:
-        record = consolidate(Path(checkpoint_dir), job.init_dir, job.tokenizer_dir, job.task, saves, staging, job.model_revision)
-    shutil.rmtree(out_dir, ignore_errors=True)
+        record = consolidate(Path(checkpoint_dir), init_dir, job.tokenizer_dir, job.task, saves, staging, job.model_revision)
+    object_files.forget_copy(out_dir)
     staging.rename(out_dir)
     record.update(phase_id=job.phase_id, task=job.task, init_dir=job.init_dir, checkpoint=result.checkpoint.path)
-    (phase_dir / DONE_FILE).write_text(json.dumps(record, indent=2))
+    done = phase_dir / DONE_FILE
+    done.write_text(json.dumps(record, indent=2))
+    publish_outputs(out_dir, done)
     return PhaseOutcome(record, out_dir, reused=False)
+
+
+def publish_outputs(out_dir: Path, done: Path) -> None:
+    """In a bucket: the outputs uploaded, then the record (what makes the phase done)."""
+    remote = object_files.uri_of_mirror(done)
+    if remote is None:
+        return
+    object_files.upload_tree(out_dir, object_files.shared_location(out_dir))
+    object_files.mark_copied(out_dir)
+    object_files.upload_file(done, remote)

@@ -3,11 +3,16 @@ every 1000 steps on 500 English dev examples, stop after 30 validations without 
 the best weights). Only English is looked at, which keeps the evaluation zero-shot.
 
 The best weights are kept as a DeepSpeed checkpoint in ``<phase_dir>/best`` (shared storage on
-a multi-node cluster), written by every rank, so they survive an interrupted phase too.
+a multi-node cluster), written by every rank, so they survive an interrupted phase too. With
+``output_dir`` in a bucket, every node saves its ranks' files into its mirror, the first rank of
+each node lists them in a manifest of that node's and uploads them to ``<phase>/best-<step>/``,
+then rank 0 points ``<phase>/best.json`` at it (last: a cut upload leaves the previous best in
+force) and removes the previous one; a restore downloads the pointed one once per node.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,7 +23,10 @@ from xit_dist.evaluate.job import EvalJob
 from xit_dist.tasks.languages import SOURCE_LANGUAGE
 from xit_dist.train.checkpoint import CHECKPOINT_TAG
 from xit_dist.train.checkpoint_manifest import find_damage, write_manifest
+from xit_dist.tracking import object_files
 from xit_dist.train.job import PhaseJob
+
+BEST_POINTER = "best.json"  # in a bucket: which best-<step>/ holds the best weights
 
 
 class DevValidator:
@@ -28,7 +36,8 @@ class DevValidator:
         self.engine, self.tokenizer, self.progress = engine, tokenizer, progress
         self.rank, self.world_size = rank, world_size
         self.phase_id = job.phase_id
-        self.best_dir = Path(job.phase_dir) / "best"
+        self.best_dir = object_files.local_path(job.phase_dir) / "best"
+        self.bucket = job.phase_dir if object_files.is_object_store_uri(job.phase_dir) else None
         self.eval_job = EvalJob(
             phase_id=job.phase_id,
             task=job.task,
@@ -81,6 +90,9 @@ class DevValidator:
         return bool(self.patience) and self.progress["bad_validations"] >= self.patience
 
     def _save_best(self) -> None:
+        if self.bucket is not None:
+            self._save_best_to_bucket()
+            return
         partial = self.best_dir.with_name("best.partial")
         if self.rank == 0:
             shutil.rmtree(partial, ignore_errors=True)
@@ -95,21 +107,75 @@ class DevValidator:
             partial.rename(self.best_dir)
         _barrier()
 
+    def _first_of_node(self) -> tuple[bool, int, int]:
+        """Whether this rank is its node's first, the node's index and the number of nodes."""
+        nodes = self.progress.get("worker_nodes") or [None] * (self.rank + 1)
+        order = list(dict.fromkeys(nodes))
+        return nodes.index(nodes[self.rank]) == self.rank, order.index(nodes[self.rank]), len(order)
+
+    def _save_best_to_bucket(self) -> None:
+        name = f"best-{self.progress['global_step']:08d}"
+        local = object_files.local_path(f"{self.bucket}/{name}")
+        first, node, nodes = self._first_of_node()
+        if first:
+            object_files.forget_copy(local)
+        _barrier()
+        self.engine.save_checkpoint(str(local), tag=CHECKPOINT_TAG)
+        _barrier()
+        if first:
+            write_manifest(local, rank=node, world_size=nodes)
+            object_files.upload_tree(local, f"{self.bucket}/{name}")
+            if nodes == 1:  # this node holds every file: a restore here needs no download
+                object_files.mark_copied(local)
+        _barrier()
+        if self.rank == 0:
+            previous = self._best_pointer()
+            object_files.write_text(f"{self.bucket}/{BEST_POINTER}", json.dumps({"dir": name, "step": self.progress["global_step"]}))
+            if previous and previous["dir"] != name:
+                object_files.delete_tree(f"{self.bucket}/{previous['dir']}")
+        if first:  # this node's copies of earlier best weights (and their markers)
+            for old in local.parent.glob("best-*"):
+                if not old.name.startswith(name):
+                    if old.is_dir():
+                        shutil.rmtree(old, ignore_errors=True)
+                    else:
+                        old.unlink(missing_ok=True)
+        _barrier()
+
+    def _best_pointer(self) -> dict | None:
+        text = object_files.read_text_if_any(f"{self.bucket}/{BEST_POINTER}")
+        return json.loads(text) if text else None
+
+    def _best_directory(self) -> Path | None:
+        """Where the best weights are on this node (downloaded once per node from a bucket);
+        None when the bucket holds none for the best step."""
+        if self.bucket is None:
+            return self.best_dir
+        pointer = _broadcast(self._best_pointer() if self.rank == 0 else None)
+        if pointer is None or pointer.get("step") != self.progress["best_step"]:
+            return None
+        return Path(object_files.local_copy(f"{self.bucket}/{pointer['dir']}"))
+
     def restore_best(self) -> None:
         """Load the best weights into the engine (all ranks) unless the last step was the best."""
         best = self.progress.get("best_step")
         if best is None or best == self.progress["global_step"]:
             return
-        problem = _broadcast(find_damage(self.best_dir) if self.rank == 0 else None)
+        best_dir = self._best_directory()
+        if best_dir is None:
+            problem = f"{BEST_POINTER}: names no weights of step {best}"
+        else:
+            problem = find_damage(best_dir) if self.rank == 0 else None
+        problem = _broadcast(problem)
         if problem is not None:
             # The last step's weights are intact: keep them, and say so, rather than load the
             # damaged ones (DeepSpeed would load overwritten bytes without a word).
             self.progress["best_damaged"] = problem
             if self.rank == 0:
-                print(f"[{self.phase_id}] warning: {self.best_dir}/{problem}; the best English-dev weights "
+                print(f"[{self.phase_id}] warning: {best_dir or self.bucket}/{problem}; the best English-dev weights "
                       f"(step {best}) are damaged: keeping the last step's ({self.progress['global_step']})", flush=True)
             return
-        self.engine.load_checkpoint(str(self.best_dir), tag=CHECKPOINT_TAG, load_optimizer_states=True, load_lr_scheduler_states=True)
+        self.engine.load_checkpoint(str(best_dir), tag=CHECKPOINT_TAG, load_optimizer_states=True, load_lr_scheduler_states=True)
         self.progress["restored_best_step"] = best
         if self.rank == 0:
             print(f"[{self.phase_id}] keeping the best English-dev weights, from step {best}", flush=True)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from xit_dist.evaluate.zero_shot import configure_threads
-from xit_dist.train.checkpoint import pick_checkpoint, resume_from_checkpoint, save_and_report
+from xit_dist.train.checkpoint import latest_checkpoint, pick_checkpoint, resume_from_checkpoint, save_and_report
 from xit_dist.train.engine import BatchGeometry, TrainingEngine, set_up_engine
 from xit_dist.train.job import PhaseJob
 from xit_dist.train.loop import build_train_loader, micro_batches, run_loop
@@ -49,7 +49,7 @@ def train_phase_worker(config: dict[str, Any]) -> None:
     """Entry point of every worker (``TorchTrainer(train_loop_per_worker=...)``)."""
     prepare_process()
     started = time.perf_counter()
-    job = PhaseJob.model_validate(config)
+    job = node_local(PhaseJob.model_validate(config))
     rank, world_size = join_worker_group(job)
     tokenizer = load_tokenizer(job)
     data = build_data(job, tokenizer, rank, world_size)
@@ -73,6 +73,14 @@ def prepare_process() -> None:
     quiet_third_party()
     interpreter_bin_first()
     importlib.import_module("deepspeed")
+
+
+def node_local(job: PhaseJob) -> PhaseJob:
+    """The job with the upstream encoder it starts from on this node (a bucket's encoder is
+    downloaded once per node; a local or shared directory, or a hub id, is read where it is)."""
+    from xit_dist.tracking.object_files import local_copy
+
+    return job.model_copy(update={"init_dir": local_copy(job.init_dir)})
 
 
 def join_worker_group(job: PhaseJob) -> tuple[int, int]:
@@ -116,8 +124,9 @@ def build_data(job: PhaseJob, tokenizer, rank: int, world_size: int) -> Training
 def start_progress(job: PhaseJob, setup: TrainingEngine, data: TrainingData, rank: int, world_size: int) -> tuple[dict[str, Any], Any]:
     """The progress record training starts from (a resumed checkpoint's, or a fresh one) with
     what this attempt adds to the phase record; and the RNG state to restore (None: fresh)."""
-    directory, fallback = pick_checkpoint(rank, job.phase_id)
-    resumed = resume_from_checkpoint(setup.engine, rank, directory)
+    with latest_checkpoint() as (latest, look_back):
+        directory, fallback = pick_checkpoint(rank, job.phase_id, latest, look_back)
+        resumed = resume_from_checkpoint(setup.engine, rank, directory)
     progress, rng = resumed or ({"global_step": 0, "init_encoder_fingerprint": setup.init_fingerprint, "losses": []}, None)
     if resumed:
         progress.setdefault("resumed_from_steps", []).append(progress["global_step"])

@@ -6,6 +6,9 @@ cannot close its own MLflow run; the driver records every trial's end instead: s
 (completed / pruned / failed), the objective value Optuna was told (``objective.<metric>``),
 the MLflow status (FINISHED / KILLED / FAILED), and a console line.
 
+``StudyKeeper``: with output_dir in a bucket, the study's journal (a file on the driver's node)
+uploaded as each trial ends.
+
 ``AshaRungState``: Tune saves the searcher's state with the experiment but not the scheduler's,
 so a resumed search would start ASHA with empty rungs and compare the remaining trials with
 nothing. This callback saves the rungs' recorded scores with the experiment state and puts them
@@ -69,6 +72,25 @@ class TrialRecorder(Callback):
         score = f": {self.metric} {value:.2f} at step {result.get(STEP_KEY)}" if value is not None else ""
         verb = {"completed": "completed", "pruned": "stopped by ASHA", "failed": "failed"}[state]
         say(f"== trial {number} {verb}{score}")
+
+
+class StudyKeeper(Callback):
+    """With output_dir in a bucket: the study's journal uploaded as each trial ends, so that a
+    driver on another machine resumes the search with every decided trial."""
+
+    def __init__(self, journal):
+        self.journal = journal
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._keep()
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._keep()
+
+    def _keep(self) -> None:
+        from xit_dist.tracking.object_files import publish_file
+
+        publish_file(self.journal)
 
 
 class AshaRungState(Callback):

@@ -7,6 +7,12 @@ Optuna study, in Optuna's journal file storage: a resumed search keeps its whole
 (each trial's phases and Ray Train checkpoints), ``trials.csv`` and ``best.yaml`` once the search
 is done.
 
+With ``output_dir`` in a bucket, Tune's experiment state and the trials' phases are in the
+bucket, and the driver keeps ``search.yaml``, the study's journal, ``trials.csv`` and ``best.yaml``
+in its node's mirror, uploading each as it changes (the journal as each trial ends); a driver on
+a machine without them starts from the bucket's copies. The trial functions then run on the
+driver's node, which holds the journal they read (their workers go anywhere).
+
 Resources: the trial function itself asks Tune for no CPU (it only waits on its
 ``TorchTrainer``; it asks for memory instead), the trainer's workers ask for what the spec
 says; Tune cannot see the workers' needs, so ``max_concurrent_trials`` (default: as many trials
@@ -25,6 +31,7 @@ import yaml
 
 from xit_dist.errors import XitError
 from xit_dist.config import layout
+from xit_dist.tracking.object_files import fetch_kept_file, location_exists, publish_file, read_kept_text, shared_location, write_kept_text
 from xit_dist.tracking.tags import BEST_TRIAL_TAG, OBJECTIVE_TAG, OBJECTIVE_TASK_TAG, SEARCH_KIND
 from xit_dist.tune.best import TrialOutcome, best_document, pick_best
 from xit_dist.tune.search_spec import SearchSpec, cluster_concurrency, resolve_search_tree
@@ -88,17 +95,25 @@ def build_scheduler(search: SearchSpec, template):
 
 def check_search_state(search: SearchSpec, search_dir: Path, resume: bool) -> bool:
     """Whether the search has started; refuses to start it twice or to resume another search."""
-    started = (layout.tune_dir(search_dir) / "tuner.pkl").is_file()
+    started = location_exists(f"{shared_location(layout.tune_dir(search_dir))}/tuner.pkl")
     if resume and not started:
         raise XitError(f"--resume: search {search.name!r} has not started ({layout.tune_dir(search_dir)} holds no Tune state); run it without --resume")
     if not resume and started:
         raise XitError(f"search {search.name!r} already exists in {search_dir}: add --resume to carry it on, or give it another name")
     if started:
         spec_file = layout.search_spec_file(search_dir)
-        stored = resolve_search_tree(yaml.safe_load(spec_file.read_text()), search_dir, str(spec_file))
+        stored = resolve_search_tree(yaml.safe_load(read_kept_text(spec_file) or "{}"), search_dir, str(spec_file))
         if stored.fingerprint() != search.fingerprint():
             raise XitError(f"--resume: the search spec differs from the one search {search.name!r} started with ({spec_file})")
     return started
+
+
+def restore_study(search_dir: Path) -> None:
+    """A search in a bucket resumed on a machine without its study: the journal the last driver
+    uploaded, so the study carries on its whole history."""
+    study = layout.study_file(search_dir)
+    if not study.exists():
+        fetch_kept_file(study)
 
 
 def check_objective_data(search: SearchSpec, template, inputs) -> None:
@@ -125,32 +140,71 @@ def run_search(search: SearchSpec, resume: bool, command: str, out: Callable[[st
     from xit_dist.console import quiet_third_party, say
     from xit_dist.plan.preflight import preflight
     from xit_dist.run.ray_cluster import connect_cluster
-    from xit_dist.run.runs import search_tags
-    from xit_dist.run.session import open_tracker
-    from xit_dist.tracking.store import flatten, resolve_tracking_uri
+    from xit_dist.run.session import check_buckets, keep_tracking_store, open_tracker, restore_tracking_store
+    from xit_dist.tracking.store import resolve_tracking_uri
     from xit_dist.tune.callbacks import TrialRecorder
     from xit_dist.tune.trial import TrialContext, run_trial
 
     out = out or say
     os.environ.setdefault(SNAPSHOT_PERIOD_ENV, SNAPSHOT_PERIOD_S)  # a user's own setting wins
+    template = search.trial_spec({})
+    check_buckets([template])
     search_dir = search.search_dir()
     started = check_search_state(search, search_dir, resume)
     quiet_third_party()
-    template = search.trial_spec({})
     out(f"== search {search.name}: {search.num_samples} trials of {search.intermediate}, objective {search.objective_metric} ({search.mode})")
     inputs = preflight(template)
     check_objective_data(search, template, inputs)
     output_root = search.output_root()
     tracking_uri = resolve_tracking_uri(template.tracking.uri, output_root)
-    tracker = open_tracker(tracking_uri, template.tracking.experiment, output_root)
+    restore_tracking_store(template.output_dir, tracking_uri, out)
+    tracker = open_tracker(tracking_uri, template.tracking.experiment, template.output_dir)
     connect_cluster([template], output_root)
 
     import ray
 
+    prepare_search_dir(search, search_dir, started, command)
+    parent = open_search_parent(search, tracker, search_dir)
+
+    context = TrialContext(search, inputs, tracking_uri, template.tracking.experiment, template.output_dir, parent)
+    trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), trial_driver_resources(template.output_dir))
+    if started:
+        out(f"== resuming search {search.name} from {shared_location(layout.tune_dir(search_dir))}")
+        tuner = tune.Tuner.restore(shared_location(layout.tune_dir(search_dir)), trainable, resume_unfinished=True, resume_errored=False)
+    else:
+        concurrency = search.max_concurrent_trials or cluster_concurrency(template, ray.cluster_resources())
+        out(f"== up to {concurrency} trial(s) at a time, {template.distributed.num_workers} worker(s) each")
+        recorder = TrialRecorder(tracking_uri, template.tracking.experiment, parent, search.name, search.intermediate, search.objective_metric)
+        tuner = new_tuner(search, template, search_dir, trainable, concurrency, recorder)
+    try:
+        try:
+            grid = tuner.fit()
+        except BaseException as err:
+            tracker.finish(parent, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+            raise
+        finally:
+            publish_file(layout.study_file(search_dir))
+        return conclude(search, command, collect_outcomes(search, grid, search_dir), tracker, parent, out)
+    finally:
+        keep_tracking_store(template.output_dir, tracking_uri)
+
+
+def prepare_search_dir(search: SearchSpec, search_dir: Path, started: bool, command: str) -> None:
+    """The study to continue (or none: a study without Tune state is from an attempt that never
+    ran a trial), and the resolved search spec written (and kept in the bucket)."""
     search_dir.mkdir(parents=True, exist_ok=True)
-    if not started:  # a study without Tune state is from an attempt that never ran a trial
+    if not started:
         layout.study_file(search_dir).unlink(missing_ok=True)
-    layout.search_spec_file(search_dir).write_text(spec_document(search, command))
+    else:
+        restore_study(search_dir)
+    write_kept_text(layout.search_spec_file(search_dir), spec_document(search, command))
+
+
+def open_search_parent(search: SearchSpec, tracker, search_dir: Path) -> str:
+    """The search's MLflow parent run (found again on --resume), tagged, its spec logged."""
+    from xit_dist.run.runs import search_tags
+    from xit_dist.tracking.store import flatten
+
     parent = tracker.parent_run(f"search:{search.name}", search.fingerprint())
     tracker.set_tags(parent, {
         **search_tags(search.name, search.intermediate, SEARCH_KIND),
@@ -158,32 +212,29 @@ def run_search(search: SearchSpec, resume: bool, command: str, out: Callable[[st
     })
     tracker.log_params(parent, flatten(search.model_dump(mode="json", by_alias=True, exclude={"base"})))
     tracker.log_artifacts(parent, [layout.search_spec_file(search_dir)])
+    return parent
 
-    context = TrialContext(search, inputs, tracking_uri, template.tracking.experiment, output_root, parent)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), {"memory": TRIAL_DRIVER_MEMORY})
-    if started:
-        out(f"== resuming search {search.name} from {layout.tune_dir(search_dir)}")
-        tuner = tune.Tuner.restore(str(layout.tune_dir(search_dir)), trainable, resume_unfinished=True, resume_errored=False)
-    else:
-        concurrency = search.max_concurrent_trials or cluster_concurrency(template, ray.cluster_resources())
-        out(f"== up to {concurrency} trial(s) at a time, {template.distributed.num_workers} worker(s) each")
-        recorder = TrialRecorder(tracking_uri, template.tracking.experiment, parent, search.name, search.intermediate, search.objective_metric)
-        tuner = new_tuner(search, template, search_dir, trainable, concurrency, recorder)
-    try:
-        grid = tuner.fit()
-    except BaseException as err:
-        tracker.finish(parent, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
-        raise
-    return conclude(search, command, collect_outcomes(search, grid, search_dir), tracker, parent, out)
+
+def trial_driver_resources(output_dir: str) -> dict[str, float]:
+    """What a trial's function asks of Ray: memory (see TRIAL_DRIVER_MEMORY); with output_dir in
+    a bucket, a place on this (the driver's) node, where the study's journal is."""
+    if not layout.in_bucket(output_dir):
+        return {"memory": TRIAL_DRIVER_MEMORY}
+    import ray.util
+
+    return {"memory": TRIAL_DRIVER_MEMORY, f"node:{ray.util.get_node_ip_address()}": 0.001}
 
 
 def new_tuner(search: SearchSpec, template, search_dir: Path, trainable, concurrency: int, recorder):
     """Tune's pieces, all saved with the experiment (``tuner.pkl``) for ``Tuner.restore``."""
     from ray import tune
 
-    from xit_dist.tune.callbacks import AshaRungState
+    from xit_dist.tune.callbacks import AshaRungState, StudyKeeper
 
     scheduler = build_scheduler(search, template)
+    callbacks = [recorder, AshaRungState(scheduler)]
+    if layout.in_bucket(template.output_dir):
+        callbacks.append(StudyKeeper(layout.study_file(search_dir)))
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -195,7 +246,7 @@ def new_tuner(search: SearchSpec, template, search_dir: Path, trainable, concurr
             trial_dirname_creator=trial_name,
         ),
         run_config=tune.RunConfig(
-            name=layout.TUNE_DIR, storage_path=str(search_dir), callbacks=[recorder, AshaRungState(scheduler)], verbose=0
+            name=layout.TUNE_DIR, storage_path=shared_location(search_dir), callbacks=callbacks, verbose=0
         ),
     )
 
@@ -206,6 +257,7 @@ def conclude(search: SearchSpec, command: str, outcomes: list[TrialOutcome], tra
     done = [o for o in outcomes if o.state != "unfinished"]
     finished = len(done) == search.num_samples
     write_trials_table(layout.trials_table(search_dir), outcomes)
+    publish_file(layout.trials_table(search_dir))
     tracker.log_artifacts(parent, [layout.trials_table(search_dir)])
     out("")
     out(trials_table(outcomes, search.objective_metric))
@@ -220,13 +272,13 @@ def conclude(search: SearchSpec, command: str, outcomes: list[TrialOutcome], tra
         tracker.finish(parent, "FAILED")
         raise XitError(f"search {search.name}: no trial trained to the end ({len(outcomes)} trials: see {layout.trials_table(search_dir)})")
     best_path = layout.best_file(search_dir)
-    best_path.write_text(best_document(search.name, search.intermediate, search.objective_metric, search.mode, best, command))
+    write_kept_text(best_path, best_document(search.name, search.intermediate, search.objective_metric, search.mode, best, command))
     tracker.log_metrics(parent, {f"best.{search.objective_metric}": best.value}, step=0)
     tracker.set_tags(parent, {BEST_TRIAL_TAG: str(best.number)})
     tracker.log_artifacts(parent, [best_path])
     tracker.finish(parent)
     out("")
-    out(f"best: trial {best.number}, {search.objective_metric} {best.value:.2f}; written to {best_path}")
+    out(f"best: trial {best.number}, {search.objective_metric} {best.value:.2f}; written to {shared_location(best_path)}")
     out(f"use it with `training_from: tune:{search.name}` on the {search.intermediate} stage of an experiment spec")
     out(f"MLflow: {tracker.uri} (run {parent}); `xit-dist ui` shows it")
     return SearchSummary(search_dir, tracker.uri, parent, outcomes, best, True)

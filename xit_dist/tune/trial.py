@@ -23,11 +23,11 @@ result from the phase record.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ray.tune.integration.ray_train import TuneReportCallback
 
+from xit_dist.tracking.object_files import shared_location
 from xit_dist.errors import XitError
 from xit_dist.config.layout import trial_dir
 from xit_dist.tracking.tags import TRIAL_KIND
@@ -50,7 +50,7 @@ class TrialContext:
     inputs: ResolvedInputs
     tracking_uri: str
     experiment: str
-    output_root: Path   # the search's output_dir: where the MLflow store keeps its artifacts
+    output_dir: str     # the search's output_dir: where the MLflow store keeps its artifacts
     parent_run_id: str
 
 
@@ -101,9 +101,9 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     search, number = context.search, config[TRIAL_NUMBER]
     if replay_decided(search, number):
         return
-    spec = search.trial_spec(config[VALUES], trial_dir(search.search_dir(), number))
+    spec = search.trial_spec(config[VALUES], shared_location(trial_dir(search.search_dir(), number)))
     run = prepared_run(spec, context.inputs, context.tracking_uri)
-    tracker = open_tracker(context.tracking_uri, context.experiment, context.output_root)
+    tracker = open_tracker(context.tracking_uri, context.experiment, context.output_dir)
     tags = search_tags(search.name, search.intermediate, TRIAL_KIND)
     objective = run.phases[-1] if search.objective_task else run.phases[0]
     run_id = open_trial_run(tracker, context.parent_run_id, number, tags, run.phases[0])
