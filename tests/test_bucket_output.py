@@ -34,7 +34,7 @@ def s3():
 
 
 def bucket_keys(prefix: str) -> list[str]:
-    s3 = boto3.client("s3")
+    s3 = boto3.session.Session().client("s3")  # a fresh session: each test server has its own keys
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
     return [entry["Key"] for page in pages for entry in page.get("Contents", [])]
 

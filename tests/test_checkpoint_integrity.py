@@ -221,7 +221,7 @@ def test_best_dev_weights_in_a_bucket_are_restored_on_another_node(tiny_engine, 
     engine, _ = tiny_engine
     bucket, phase = "xit-best-tests", "out/phases/xnli-test"
     with seaweedfs_in_aws_environment(bucket):
-        s3 = boto3.client("s3")
+        s3 = boto3.session.Session().client("s3")  # a fresh session: each test server has its own keys
         monkeypatch.setenv("XIT_DIST_CACHE", str(tmp_path / "node-a"))
         validator = DevValidator.__new__(DevValidator)  # the parts save/restore use, without a dev set
         validator.engine, validator.rank, validator.phase_id = engine, 0, "xnli-test"

@@ -152,7 +152,7 @@ def test_submit_trains_on_both_nodes_and_tracks_in_mlflow(submitted, spec_file, 
 
     import boto3
 
-    s3 = boto3.client("s3")
+    s3 = boto3.session.Session().client("s3")  # a fresh session: each test server has its own keys
     keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET) for o in page.get("Contents", [])]
     records = {key.split("/")[2]: json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
                for key in keys if key.startswith("out/phases/") and key.endswith("/phase.json")}

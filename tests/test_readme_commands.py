@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from xit_dist.cli import main
-from xit_dist.errors import SpecError, XitError
+from xit_dist.errors import XitError
 from xit_dist.config.paths import resolve_spec_paths
 
 REPO = Path(__file__).resolve().parents[1]
@@ -341,11 +341,3 @@ def test_an_unusable_output_dir_uri_is_one_line_before_ray(uri, expected, comman
     assert "\n" not in err and err.startswith("xit-dist: error: ray_configs/demo.yaml: output_dir: "), err
     assert expected in err
     assert not any(p.name.endswith(":") for p in clone.iterdir())  # no local directory named 's3:'
-
-
-def test_a_bucket_output_dir_in_a_search_base_is_refused(clone, monkeypatch):
-    from xit_dist.tune.search_spec import load_search_spec
-
-    monkeypatch.chdir(clone)
-    with pytest.raises(SpecError, match=r"base.output_dir: s3://bucket/prefix: searches keep Optuna's journal"):
-        load_search_spec("ray_configs/tune/mnli.yaml", ["base.output_dir=s3://bucket/prefix"])
