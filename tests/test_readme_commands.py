@@ -47,6 +47,7 @@ OFFLINE_COMMANDS = [
     "xit-dist validate ray_configs/paper/table.yaml",
     "xit-dist data anli_plus --data-files builtin:demo",
     "xit-dist data xquad --split test --lang de --lang zh --data-files builtin:demo",
+    "xit-dist tune ray_configs/tune/mnli.yaml --status",
 ]
 # Ray Train's C++ error line a user read as a failure (Ray 2.60, every phase, watcher on).
 WATCHER_LINE = "PreemptionWatcher"

@@ -4,6 +4,7 @@ driver and resumed with ``--resume``, and specs taking the best configuration it
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -68,6 +69,10 @@ def test_shipped_search_specs_validate():
         ({"intermediate": "mnlii"}, "intermediate: unknown task 'mnlii'"),
         ({"training": {"lr": 1}}, "training: unknown training field(s) ['lr']"),
         ({"objective_task": "xnli"}, "objective_training.eval_every_n_steps: required by a search"),
+        ({"num_samples": 0}, "num_samples: Input should be greater than or equal to 1"),
+        ({"stop": {"time_budget_s": 0}}, "stop.time_budget_s: Input should be greater than 0"),
+        ({"stop": {"no_improvement_trials": 0}}, "stop.no_improvement_trials: Input should be greater than or equal to 1"),
+        ({"space": {}}, "space: Dictionary should have at least 1 item"),
     ],
 )
 def test_search_spec_mistakes_are_one_line(tmp_path, change, expected):
@@ -102,7 +107,7 @@ def test_trial_spec_layers_sampled_values_over_fixed_ones(tmp_path):
 # ------------------------------------------------------------------------------ Optuna
 
 
-def searcher(storage_file: Path) -> PruningAwareOptunaSearch:
+def searcher(storage_file: Path, study_name: str = "s") -> PruningAwareOptunaSearch:
     from optuna.distributions import FloatDistribution
 
     return PruningAwareOptunaSearch(
@@ -110,9 +115,102 @@ def searcher(storage_file: Path) -> PruningAwareOptunaSearch:
         metric="dev.accuracy",
         mode="max",
         seed=0,
-        study_name="s",
+        study_name=study_name,
         storage=study_storage(storage_file.parent),
+        search_dir=storage_file.parent,
     )
+
+
+def finish(search: PruningAwareOptunaSearch, trial_id: str, value: float) -> None:
+    search.on_trial_complete(trial_id, {"dev.accuracy": value, STEP_KEY: 60, FINISHED_KEY: 1, "done": True})
+
+
+# ------------------------------------------------------------------------------ stopping a search
+
+
+@pytest.mark.parametrize(("values", "rule", "expected"), [
+    ([50.0, 49.0, 50.0], 2, "no improvement in 2 completed trial(s) after the best, trial 0 (50)"),  # a tie is no gain
+    ([50.0, 51.0, 49.0], 2, None),
+    ([50.0, 49.0], 1, "no improvement in 1 completed trial(s) after the best, trial 0 (50)"),
+])
+def test_no_improvement_rule_counts_completed_trials_after_the_best(values, rule, expected):
+    from xit_dist.tune.stopping import Completed, stop_reason
+
+    completed = [Completed(number, value) for number, value in enumerate(values)]
+    assert stop_reason(completed, "max", rule, None, 0.0) == expected
+    flipped = [Completed(c.number, -c.value) for c in completed]  # the same trials, minimised
+    assert stop_reason(flipped, "min", rule, None, 0.0) == (expected and expected.replace("(50)", "(-50)"))
+
+
+def test_a_search_stops_starting_trials_then_stays_stopped(tmp_path, capsys):
+    from xit_dist.tune import stopping
+
+    stopping.set_rule(tmp_path, 2, None)
+    search = searcher(tmp_path / "optuna.journal")
+    for trial_id, value in zip("abc", [50.0, 49.0, 50.0]):
+        assert search.suggest(trial_id) not in (None, search.FINISHED)
+        finish(search, trial_id, value)
+    assert search.suggest("d") == search.FINISHED
+    assert stopping.stopped_because(tmp_path) == "no improvement in 2 completed trial(s) after the best, trial 0 (50)"
+    assert capsys.readouterr().out.count("search stops starting trials: no improvement in 2") == 1
+    assert searcher(tmp_path / "optuna.journal").suggest("e") == search.FINISHED  # a resumed driver: still stopped
+    assert len(search._ot_study.get_trials()) == 3
+
+
+def test_a_search_stops_starting_trials_once_its_time_budget_is_spent(tmp_path, monkeypatch):
+    import time as clock
+
+    from xit_dist.tune import stopping
+
+    (tmp_path / "clock.json").write_text('{"spent_s": 95.0}')  # earlier runs of the search
+    monkeypatch.setattr(stopping, "_SESSIONS", {})
+    stopping.set_rule(tmp_path, None, 100.0)
+    search = searcher(tmp_path / "optuna.journal")
+    assert search.suggest("a") not in (None, search.FINISHED)
+    before, started = stopping._SESSIONS[str(tmp_path)]
+    assert before == 95.0
+    stopping._SESSIONS[str(tmp_path)] = (before, started - 6.0)  # this run has gone on for 6 s
+    assert search.suggest("b") == search.FINISHED
+    assert stopping.stopped_because(tmp_path).startswith("time budget spent: 1m 41s of 1m 40s")
+    stopping.write_clock(tmp_path)
+    assert 101.0 <= stopping.recorded_seconds(tmp_path) < 110.0
+    assert clock.monotonic() >= started
+
+
+def test_status_says_where_a_search_stands_and_starts_nothing(tmp_path, capsys):
+    from xit_dist.cli import main
+    from xit_dist.tune import stopping
+
+    tree = search_tree(tmp_path / "out", name="status-test")
+    tree["stop"] = {"no_improvement_trials": 3, "time_budget_s": 3600}
+    spec_file = tmp_path / "search.yaml"
+    spec_file.write_text(f"# xit-dist tune {spec_file}\n" + yaml.safe_dump(tree))
+    assert main(["tune", str(spec_file), "--status"]) == 0
+    search_dir = tmp_path / "out" / "searches" / "status-test"
+    assert capsys.readouterr().out.strip() == f"search status-test ({search_dir}): not started"
+
+    search_dir.mkdir(parents=True)
+    search = searcher(search_dir / "optuna.journal", study_name="status-test")
+    for trial_id in "abcd":
+        search.suggest(trial_id)
+    finish(search, "a", 61.5)
+    search.on_trial_complete("b", {"dev.accuracy": 35.0, STEP_KEY: 40, "done": True})  # stopped by ASHA
+    search.on_trial_complete("c", None, error=True)
+    (search_dir / "clock.json").write_text('{"spent_s": 754.0}')
+    assert main(["tune", str(spec_file), "--status"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    learning_rate = search._ot_study.trials[0].params["learning_rate"]
+    assert lines == [
+        f"search status-test ({search_dir}): 4 of 5 trials: 1 completed, 1 pruned, 1 running, 1 failed",
+        f"best: trial 0, dev.accuracy 61.5 (learning_rate={learning_rate:.3g})",
+        "time spent: 12m 34s of a 1h 00m 00s budget",
+        "state: running, or interrupted with 1 trial(s) unfinished: `--resume` carries it on",
+    ]
+    stopping.record_stop(search_dir, "no improvement in 3 completed trial(s) after the best, trial 0 (61.5)")
+    search.on_trial_complete("d", {"dev.accuracy": 30.0, STEP_KEY: 40, "done": True})
+    assert main(["tune", str(spec_file), "--status"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "state: stopped: no improvement in 3 completed trial(s) after the best, trial 0 (61.5)"
+    assert main(["tune", str(spec_file), "--status", "--resume"]) == 2
 
 
 def test_optuna_hears_stopped_trials_as_pruned_and_finished_ones_as_complete(tmp_path):
@@ -420,3 +518,42 @@ def test_objective_task_trains_the_target_task_from_each_trials_intermediate_pha
     nested = client.search_runs([trial.info.experiment_id], f"tags.`mlflow.parentRunId` = '{trial.info.run_id}'")
     assert [r.info.run_name for r in nested] == ["trial-000:mnli"]
     assert len(client.get_metric_history(nested[0].info.run_id, "train.loss")) >= 2
+
+
+@pytest.mark.ray
+def test_a_search_out_of_time_ends_early_and_stays_stopped_when_resumed(ray_cluster, tmp_path, capsys):
+    """A time budget shorter than one trial: the first trial runs to the end, no second starts,
+    the search ends finished with its reason (console, stopped.json, MLflow tag, --status), and
+    `--resume` starts no trial."""
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    from xit_dist.cli import main
+    from xit_dist.tune.optuna_search import study_storage
+
+    tree = search_tree(tmp_path / "out", "budget", address=ray_cluster.get_runtime_context().gcs_address)
+    tree.update(num_samples=3, max_concurrent_trials=1, stop={"time_budget_s": 1})
+    tree["training"].update(max_steps=20)
+    spec_file = tmp_path / "search.yaml"
+    spec_file.write_text(f"# xit-dist tune {spec_file}\n" + yaml.safe_dump(tree))
+    search_dir = tmp_path / "out" / "searches" / "budget"
+    outputs = []
+    for extra in ((), ("--resume",)):
+        run = subprocess.run(tune_command(spec_file, *extra), capture_output=True, text=True, timeout=SEARCH_TIMEOUT_S, cwd=REPO)
+        assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-3000:]
+        assert "search stopped after 1 of 3 trials: time budget spent: " in run.stdout, run.stdout[-5000:]
+        outputs.append(run.stdout)
+        trials = optuna.load_study(study_name="budget", storage=study_storage(search_dir)).get_trials()
+        assert [t.state.name for t in trials] == ["COMPLETE"]  # the resume started none
+    assert outputs[0].count("search stops starting trials: time budget spent") == 1
+    assert "trial 0 started" not in outputs[1] and (search_dir / "best.yaml").is_file()
+    reason = json.loads((search_dir / "stopped.json").read_text())["reason"]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'out' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("tests")
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.`xit.kind` = 'search'")
+    assert parent.data.tags["xit.stop_reason"] == reason and parent.info.status == "FINISHED"
+    capsys.readouterr()
+    assert main(["tune", str(spec_file), "--status"]) == 0
+    status = capsys.readouterr().out.strip().splitlines()
+    assert status[0] == f"search budget ({search_dir}): 1 of 3 trials: 1 completed, 0 pruned, 0 running, 0 failed"
+    assert status[-1] == f"state: stopped: {reason}"

@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("spec", help="search spec (YAML), e.g. ray_configs/tune/mnli.yaml")
     tune.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a search spec field")
     tune.add_argument("--resume", action="store_true", help="carry on an interrupted search (same spec)")
+    tune.add_argument("--status", action="store_true", help="where the search stands (trials, best, time, why it stopped); starts nothing")
     report = commands.add_parser("report", help="paper-style tables and plots of a grid from MLflow (Markdown, CSV, PNG)")
     report.add_argument("experiment", help="MLflow experiment name, or a grid file (its store and experiment)")
     report.add_argument("--tracking-uri", help="MLflow store; default: the grid file's, else MLFLOW_TRACKING_URI, else xit_runs/mlflow.db")
@@ -155,6 +156,13 @@ def cmd_tune(args) -> int:
     from xit_dist.tune.search_spec import load_search_spec
 
     search = load_search_spec(args.spec, args.overrides)
+    if args.status:
+        if args.resume:
+            raise XitError("--status starts nothing: give it without --resume")
+        from xit_dist.tune.status import search_status
+
+        print(search_status(search))
+        return 0
     from xit_dist.tune.search import run_search
 
     command = " ".join(["xit-dist tune", args.spec, *(f"--set {o}" for o in args.overrides)])

@@ -7,7 +7,8 @@ paths, so they never change::
         eval/<key>.json               its cached zero-shot evaluations
       ray/<phase id>/                 Ray Train's storage: checkpoints of every phase
       mlartifacts/                    MLflow artifacts, when the store is sqlite (mlflow.db: tracking/store.py)
-      searches/<search name>/         search.yaml, trials.csv, best.yaml, optuna.journal, tune/ (Ray Tune)
+      searches/<search name>/         search.yaml, trials.csv, best.yaml, optuna.journal, tune/ (Ray Tune),
+                                      clock.json (time spent), stopped.json (why it stopped early)
         trials/<NNNN>/                a trial's own output_dir (its phases/, ray/ ...)
 
 ``output_dir`` may be a bucket (``s3://bucket/prefix``, ``gs://...``): then the same tree is in
@@ -38,6 +39,8 @@ SEARCH_SPEC_FILE = "search.yaml"
 TRIALS_TABLE_FILE = "trials.csv"
 BEST_FILE = "best.yaml"
 STUDY_FILE = "optuna.journal"
+CLOCK_FILE = "clock.json"
+STOPPED_FILE = "stopped.json"
 TUNE_DIR = "tune"
 TRIALS_DIR = "trials"
 
@@ -151,6 +154,16 @@ def best_file(search_directory: Path) -> Path:
 def study_file(search_directory: Path) -> Path:
     """Optuna's journal: the study a resumed search continues."""
     return search_directory / STUDY_FILE
+
+
+def clock_file(search_directory: Path) -> Path:
+    """The time the search's drivers have run, all runs together (tune/stopping.py)."""
+    return search_directory / CLOCK_FILE
+
+
+def stopped_file(search_directory: Path) -> Path:
+    """Why a search stopped before num_samples, once it has (tune/stopping.py)."""
+    return search_directory / STOPPED_FILE
 
 
 def tune_dir(search_directory: Path) -> Path:

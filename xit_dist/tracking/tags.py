@@ -49,6 +49,7 @@ SEARCH_TAG = "xit.search"            # search and trial runs: the search's name 
 OBJECTIVE_TAG = "xit.objective"      # the search run: the metric it optimises
 OBJECTIVE_TASK_TAG = "xit.objective_task"  # the search run: the task whose metric is the objective
 BEST_TRIAL_TAG = "xit.best_trial"    # the search run: the number of the best trial, once known
+STOP_REASON_TAG = "xit.stop_reason"      # a search parent: why it stopped before num_samples (tune/stopping.py)
 TRIAL_TAG = "xit.trial_number"       # a trial's child run under the search's parent: its number
 TRIAL_STATE_TAG = "xit.trial_state"  # a trial's child run: completed / pruned / failed (tune/callbacks.py)
 

@@ -9,6 +9,8 @@ the MLflow status (FINISHED / KILLED / FAILED), and a console line.
 ``StudyKeeper``: with output_dir in a bucket, the study's journal (a file on the driver's node)
 uploaded as each trial ends.
 
+``ClockKeeper``: the search's time spent, written as it runs (tune/stopping.py).
+
 ``AshaRungState``: Tune saves the searcher's state with the experiment but not the scheduler's,
 so a resumed search would start ASHA with empty rungs and compare the remaining trials with
 nothing. This callback saves the rungs' recorded scores with the experiment state and puts them
@@ -91,6 +93,24 @@ class StudyKeeper(Callback):
         from xit_dist.tracking.object_files import publish_file
 
         publish_file(self.journal)
+
+
+class ClockKeeper(Callback):
+    """The search's time spent written every few seconds, so a killed driver loses little of it
+    (tune/stopping.py)."""
+
+    def __init__(self, search_dir):
+        self.search_dir = search_dir
+        self._written = 0.0
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        import time
+
+        from xit_dist.tune.stopping import CLOCK_WRITE_EVERY_S, write_clock
+
+        if time.monotonic() - self._written >= CLOCK_WRITE_EVERY_S:
+            write_clock(self.search_dir)
+            self._written = time.monotonic()
 
 
 class AshaRungState(Callback):

@@ -20,7 +20,10 @@
    draw again values it already tried. The first suggestion in a process reseeds the sampler
    with the search's seed plus the number of trials in the study: a new search is seeded as
    given, a resumed one draws new values, both reproducibly.
-5. **The study decides once.** The study file is written at once, Tune's experiment state only
+5. **Stopping early.** Before each suggestion the search's stop rule (tune/stopping.py) is
+   checked against the study and the search's clock; once it holds, the searcher answers
+   ``FINISHED`` (Tune starts no more trials, running ones finish) and records why.
+6. **The study decides once.** The study file is written at once, Tune's experiment state only
    every few seconds: after a kill, Tune may restart a trial the study has already finished.
    Its results are then not reported again (Optuna refuses to update a finished trial), and the
    trial itself replays the study's decision (``decided_trial``): a pruned trial stays pruned.
@@ -60,10 +63,11 @@ def decided_trial(search_dir: Path, study_name: str, number: int):
 
 
 class PruningAwareOptunaSearch(OptunaSearch):
-    def __init__(self, *args, seed: int, **kwargs):
+    def __init__(self, *args, seed: int, search_dir: Path | None = None, **kwargs):
         super().__init__(*args, sampler=self._tpe(seed), **kwargs)
         self._xit_seed = seed
         self._sampler_process: int | None = None
+        self._search_dir = search_dir
 
     @staticmethod
     def _tpe(seed: int):
@@ -82,14 +86,37 @@ class PruningAwareOptunaSearch(OptunaSearch):
         super().restore(checkpoint_path)
         self._sampler_process = None
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         self._sync_sampler()
+        reason = self._stop_reason()
+        if reason is not None:
+            return self.FINISHED
         if trial_id not in self._ot_trials:
             self._adopt_orphan(trial_id)
         values = super().suggest(trial_id)
         if values is None:
             return None
         return {VALUES: values, TRIAL_NUMBER: self._ot_trials[trial_id].number}
+
+    def _stop_reason(self) -> str | None:
+        """See 5. above; the reason is recorded (and said) the first time."""
+        from optuna.trial import TrialState
+
+        from xit_dist.console import say
+        from xit_dist.tune import stopping
+
+        if self._search_dir is None:
+            return None
+        no_improvement, budget = stopping.rule(self._search_dir)
+        if not no_improvement and not budget:
+            return None
+        trials = self._ot_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        completed = [stopping.Completed(t.number, t.value) for t in trials if t.value is not None]
+        reason = stopping.stop_reason(completed, self._mode, no_improvement, budget, stopping.spent_seconds(self._search_dir))
+        if reason is not None and stopping.stopped_because(self._search_dir) is None:
+            stopping.record_stop(self._search_dir, reason)
+            say(f"== search stops starting trials: {reason}")
+        return reason
 
     def _adopt_orphan(self, trial_id: str) -> None:
         import optuna

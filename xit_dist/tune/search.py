@@ -32,7 +32,8 @@ import yaml
 from xit_dist.errors import XitError
 from xit_dist.config import layout
 from xit_dist.tracking.object_files import fetch_kept_file, location_exists, publish_file, read_kept_text, shared_location, write_kept_text
-from xit_dist.tracking.tags import BEST_TRIAL_TAG, OBJECTIVE_TAG, OBJECTIVE_TASK_TAG, SEARCH_KIND
+from xit_dist.tracking.tags import BEST_TRIAL_TAG, OBJECTIVE_TAG, OBJECTIVE_TASK_TAG, SEARCH_KIND, STOP_REASON_TAG
+from xit_dist.tune import stopping
 from xit_dist.tune.best import TrialOutcome, best_document, pick_best
 from xit_dist.tune.search_spec import SearchSpec, cluster_concurrency, resolve_search_tree
 
@@ -71,6 +72,7 @@ def build_searcher(search: SearchSpec, search_dir: Path):
         seed=search.seed,
         study_name=search.name,
         storage=study_storage(search_dir),
+        search_dir=search_dir,
     )
 
 
@@ -176,6 +178,7 @@ def run_search(search: SearchSpec, resume: bool, command: str, out: Callable[[st
         out(f"== up to {concurrency} trial(s) at a time, {template.distributed.num_workers} worker(s) each")
         recorder = TrialRecorder(tracking_uri, template.tracking.experiment, parent, search.name, search.intermediate, search.objective_metric)
         tuner = new_tuner(search, template, search_dir, trainable, concurrency, recorder)
+    stopping.set_rule(search_dir, search.stop.no_improvement_trials, search.stop.time_budget_s)
     try:
         try:
             grid = tuner.fit()
@@ -183,6 +186,7 @@ def run_search(search: SearchSpec, resume: bool, command: str, out: Callable[[st
             tracker.finish(parent, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
             raise
         finally:
+            stopping.write_clock(search_dir)
             publish_file(layout.study_file(search_dir))
         return conclude(search, command, collect_outcomes(search, grid, search_dir), tracker, parent, out)
     finally:
@@ -229,10 +233,10 @@ def new_tuner(search: SearchSpec, template, search_dir: Path, trainable, concurr
     """Tune's pieces, all saved with the experiment (``tuner.pkl``) for ``Tuner.restore``."""
     from ray import tune
 
-    from xit_dist.tune.callbacks import AshaRungState, StudyKeeper
+    from xit_dist.tune.callbacks import AshaRungState, ClockKeeper, StudyKeeper
 
     scheduler = build_scheduler(search, template)
-    callbacks = [recorder, AshaRungState(scheduler)]
+    callbacks = [recorder, AshaRungState(scheduler), ClockKeeper(search_dir)]
     if layout.in_bucket(template.output_dir):
         callbacks.append(StudyKeeper(layout.study_file(search_dir)))
     return tune.Tuner(
@@ -255,7 +259,8 @@ def conclude(search: SearchSpec, command: str, outcomes: list[TrialOutcome], tra
     """The trials table; when every trial is done, the best configuration, written and logged."""
     search_dir = search.search_dir()
     done = [o for o in outcomes if o.state != "unfinished"]
-    finished = len(done) == search.num_samples
+    stopped = stopping.stopped_because(search_dir)
+    finished = len(done) == search.num_samples or (stopped is not None and len(done) == len(outcomes))
     write_trials_table(layout.trials_table(search_dir), outcomes)
     publish_file(layout.trials_table(search_dir))
     tracker.log_artifacts(parent, [layout.trials_table(search_dir)])
@@ -267,6 +272,10 @@ def conclude(search: SearchSpec, command: str, outcomes: list[TrialOutcome], tra
         out(f"search interrupted with {len(done)} of {search.num_samples} trials done; `{command} --resume` carries it on")
         return SearchSummary(search_dir, tracker.uri, parent, outcomes, None, False)
 
+    if stopped is not None:
+        tracker.set_tags(parent, {STOP_REASON_TAG: stopped})
+        out("")
+        out(f"search stopped after {len(done)} of {search.num_samples} trials: {stopped}")
     best = pick_best(outcomes, search.mode)
     if best is None:
         tracker.finish(parent, "FAILED")

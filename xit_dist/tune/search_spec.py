@@ -97,6 +97,16 @@ class AshaSpec(_Strict):
     brackets: int = Field(1, ge=1)
 
 
+class StopSpec(_Strict):
+    """When the search stops asking for trials before num_samples (tune/stopping.py); trials
+    already running finish. Not part of the search's identity: a resumed search may change it."""
+
+    no_improvement_trials: int | None = Field(
+        None, ge=1, description="stop after this many completed trials in a row that do not beat the best one"
+    )
+    time_budget_s: float | None = Field(None, gt=0, description="start no trial once the search has run this long (all its runs together)")
+
+
 class TrialResources(_Strict):
     """One trial's Ray Train workers; default: the base spec's ``distributed`` settings."""
 
@@ -125,6 +135,7 @@ class SearchSpec(_Strict):
     seed: int = Field(0, description="seeds Optuna's TPE sampler")
     scheduler: AshaSpec = AshaSpec()
     max_concurrent_trials: int | None = Field(None, ge=1, description="default: as many trials as the cluster holds")
+    stop: StopSpec = StopSpec()
     resources: TrialResources = TrialResources()
 
     @field_validator("intermediate")
@@ -214,8 +225,9 @@ class SearchSpec(_Strict):
         return layout.search_dir(self.output_root(), self.name)
 
     def fingerprint(self) -> str:
-        """Identifies a search: a resumed search must be the same search."""
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True).encode()).hexdigest()
+        """Identifies a search: a resumed search must be the same search (its stop rules may differ)."""
+        identity = self.model_dump(mode="json", by_alias=True, exclude={"stop"})
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
     def check(self) -> None:
         """The base and every end of every range must make valid specs; the objective must be measurable."""
