@@ -131,10 +131,9 @@ def restore_tracking_store(output_dir: str, tracking_uri: str, out: Callable[[st
     pair = bucket_store_copy(output_dir, tracking_uri)
     if pair is None or pair[0].exists():
         return
-    from xit_dist.tracking.object_files import download_file, exists
+    from xit_dist.tracking.object_files import fetch_kept_file
 
-    if exists(pair[1]):
-        download_file(pair[1], pair[0])
+    if fetch_kept_file(pair[0]):
         out(f"== MLflow store restored from {pair[1]}")
 
 

@@ -22,16 +22,15 @@ rests on:
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-import fcntl
 import functools
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.fs as pafs
+
+from xit_dist.tracking.locks import exclusive
 
 SCHEMES = ("s3://", "gs://")
 CONNECT_TIMEOUT_S = 2.0
@@ -202,9 +201,7 @@ def write_kept_text(path: Path, text: str) -> None:
     """A file of the output tree, written on disk and, in a mirror, uploaded to the bucket."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
-    remote = uri_of_mirror(path)
-    if remote is not None:
-        upload_file(path, remote)
+    publish_file(path)
 
 
 def publish_file(local: Path) -> None:
@@ -241,18 +238,6 @@ def forget_copy(local: Path) -> None:
     shutil.rmtree(local, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def _node_lock(local: Path) -> Iterator[None]:
-    """One download of a folder per node: processes of the node wait for the first."""
-    local.parent.mkdir(parents=True, exist_ok=True)
-    with open(local.with_name(local.name + ".xit-lock"), "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def local_copy(location: str) -> str:
     """A folder on this node with what ``location`` holds: ``location`` itself when it is local
     (or a hub id), else the mirror's copy of the bucket folder, downloaded once per node (the
@@ -261,7 +246,7 @@ def local_copy(location: str) -> str:
         return location
     local = mirror_path(location)
     marker = local.with_name(local.name + COPIED_SUFFIX)
-    with _node_lock(local):
+    with exclusive(local.with_name(local.name + ".xit-lock")):  # one download per node: the node's other processes wait
         if not marker.is_file():
             partial = local.with_name(local.name + ".xit-partial")
             shutil.rmtree(partial, ignore_errors=True)

@@ -124,9 +124,8 @@ def _train(job: PhaseJob, saves: str, phase_dir: Path, resources: PhaseResources
 
 def publish_outputs(out_dir: Path, done: Path) -> None:
     """In a bucket: the outputs uploaded, then the record (what makes the phase done)."""
-    remote = object_files.uri_of_mirror(done)
-    if remote is None:
+    if object_files.uri_of_mirror(done) is None:
         return
-    object_files.upload_tree(out_dir, object_files.shared_location(out_dir))
+    object_files.publish_tree(out_dir)
     object_files.mark_copied(out_dir)
-    object_files.upload_file(done, remote)
+    object_files.publish_file(done)
